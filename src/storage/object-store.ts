@@ -1,0 +1,119 @@
+// The ObjectStore interface (streams in and out, so large logs and artifacts never sit in memory)
+// and its filesystem implementation. S3 comes later behind the same interface.
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { dirname, join, relative, sep } from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { randomUUID } from 'node:crypto';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  lastModified: Date;
+}
+
+export type ObjectBody = Readable | Buffer | string;
+
+export interface ObjectStore {
+  /** Writes the whole body under key, replacing any object there; readers never see a partial object. */
+  put(key: string, body: ObjectBody): Promise<{ size: number }>;
+  /** A stream of the object, or null when there is none. */
+  get(key: string): Promise<Readable | null>;
+  head(key: string): Promise<ObjectInfo | null>;
+  delete(key: string): Promise<void>;
+  /** Objects whose key starts with prefix, in key order. */
+  list(prefix: string): AsyncIterable<ObjectInfo>;
+}
+
+/** Keys are '/'-separated; '..' segments, empty segments and absolute keys are refused. */
+export function assertValidKey(key: string): void {
+  const parts = key.split('/');
+  if (key.length === 0 || key.length > 1024 || parts.some((p) => p === '' || p === '.' || p === '..') || key.includes('\0')) {
+    throw new Error(`invalid object key ${JSON.stringify(key)}`);
+  }
+}
+
+export class FsObjectStore implements ObjectStore {
+  constructor(readonly root: string) {}
+
+  private path(key: string): string {
+    assertValidKey(key);
+    return join(this.root, ...key.split('/'));
+  }
+
+  async put(key: string, body: ObjectBody): Promise<{ size: number }> {
+    const target = this.path(key);
+    await mkdir(dirname(target), { recursive: true });
+    const tmp = `${target}.${randomUUID()}.partial`;
+    const source = typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([Buffer.from(body)]) : body;
+    try {
+      await pipeline(source, createWriteStream(tmp));
+      await rename(tmp, target);
+    } catch (err) {
+      await rm(tmp, { force: true });
+      throw err;
+    }
+    return { size: (await stat(target)).size };
+  }
+
+  async get(key: string): Promise<Readable | null> {
+    const p = this.path(key);
+    try {
+      await stat(p);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+    return createReadStream(p);
+  }
+
+  async head(key: string): Promise<ObjectInfo | null> {
+    try {
+      const s = await stat(this.path(key));
+      return s.isFile() ? { key, size: s.size, lastModified: s.mtime } : null;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+      throw err;
+    }
+  }
+
+  async delete(key: string): Promise<void> {
+    await rm(this.path(key), { force: true });
+  }
+
+  async *list(prefix: string): AsyncIterable<ObjectInfo> {
+    const found: ObjectInfo[] = [];
+    const walk = async (dir: string): Promise<void> => {
+      let entries;
+      try {
+        entries = await readdir(dir, { withFileTypes: true });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+        throw err;
+      }
+      for (const e of entries) {
+        const full = join(dir, e.name);
+        if (e.isDirectory()) await walk(full);
+        else if (e.isFile() && !e.name.endsWith('.partial')) {
+          const key = relative(this.root, full).split(sep).join('/');
+          if (key.startsWith(prefix)) {
+            const s = await stat(full);
+            found.push({ key, size: s.size, lastModified: s.mtime });
+          }
+        }
+      }
+    };
+    await walk(this.root);
+    found.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    yield* found;
+  }
+}
+
+export async function readObjectText(store: ObjectStore, key: string): Promise<string | null> {
+  const s = await store.get(key);
+  if (!s) return null;
+  const chunks: Buffer[] = [];
+  for await (const c of s) chunks.push(Buffer.isBuffer(c) ? c : Buffer.from(c as string));
+  return Buffer.concat(chunks).toString('utf8');
+}

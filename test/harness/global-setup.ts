@@ -1,0 +1,53 @@
+// Vitest global setup: starts the real parts that many test files share (PostgreSQL 15), once per
+// run, on a free loopback port in a temporary directory, and stops them by PID at the end.
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort, waitFor } from './net.js';
+
+const PG_BIN = '/usr/lib/postgresql/15/bin';
+let postgres: ChildProcess | undefined;
+let pgDir: string | undefined;
+
+async function startPostgres(): Promise<string | undefined> {
+  if (process.env.TORUS_TEST_DATABASE_URL) return process.env.TORUS_TEST_DATABASE_URL;
+  if (!existsSync(`${PG_BIN}/postgres`)) return undefined;
+  pgDir = mkdtempSync(join(tmpdir(), 'torus-pg-'));
+  chmodSync(pgDir, 0o777);
+  const asPostgres = process.getuid?.() === 0;
+  const run = (cmd: string) =>
+    asPostgres ? spawnSync('su', ['postgres', '-c', cmd], { encoding: 'utf8' }) : spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+  const init = run(`${PG_BIN}/initdb -D ${pgDir}/data -U torus --auth=trust -E UTF8 -N >/dev/null`);
+  if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
+  const port = await freePort();
+  const cmd = `exec ${PG_BIN}/postgres -D ${pgDir}/data -p ${port} -k ${pgDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300`;
+  postgres = asPostgres ? spawn('su', ['postgres', '-c', cmd], { stdio: 'ignore' }) : spawn('sh', ['-c', cmd], { stdio: 'ignore' });
+  const url = `postgres://torus@127.0.0.1:${port}/postgres`;
+  const pg = (await import('pg')).default;
+  await waitFor(async () => {
+    const c = new pg.Client({ connectionString: url });
+    try {
+      await c.connect();
+      await c.end();
+      return true;
+    } catch {
+      return false; // not accepting connections yet; waitFor retries
+    }
+  }, 20_000);
+  return url;
+}
+
+export async function setup(): Promise<void> {
+  const url = await startPostgres();
+  if (url) process.env.TORUS_TEST_DATABASE_URL = url;
+}
+
+export async function teardown(): Promise<void> {
+  if (postgres?.pid) {
+    // `su` forwards SIGINT to postgres: a fast shutdown.
+    postgres.kill('SIGINT');
+    await new Promise((r) => postgres?.once('exit', r));
+  }
+  if (pgDir) rmSync(pgDir, { recursive: true, force: true });
+}
