@@ -7,13 +7,23 @@ const parsers = {
   [types.NUMERIC]: (v: string) => Number(v),
 };
 
-function wrap(q: Pick<PGlite, 'query'>): Queryable {
+function wrap(q: Pick<PGlite, 'query' | 'exec'>): Queryable {
   return {
     async query<R>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+      if (params.length === 0 && isMultiStatement(sql)) {
+        // The extended protocol takes one statement; migrations are several, sent as a simple query.
+        const all = await q.exec(sql);
+        const last = all[all.length - 1];
+        return { rows: (last?.rows ?? []) as R[], rowCount: last?.affectedRows ?? last?.rows.length ?? 0 };
+      }
       const res = await q.query<R>(sql, params as unknown[]);
       return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
     },
   };
+}
+
+function isMultiStatement(sql: string): boolean {
+  return sql.trim().replace(/;\s*$/, '').includes(';');
 }
 
 export class PgliteDatabase implements Database {

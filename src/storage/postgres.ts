@@ -22,16 +22,14 @@ export class PostgresDatabase implements Database {
   }
 
   async query<R = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
-    const res = await this.pool.query(sql, params as unknown[]);
-    return { rows: res.rows as R[], rowCount: res.rowCount ?? res.rows.length };
+    return toResult<R>(await this.pool.query(sql, params as unknown[]));
   }
 
   async transaction<T>(fn: (tx: Queryable) => Promise<T>): Promise<T> {
     const client = await this.pool.connect();
     const tx: Queryable = {
       async query<R>(sql: string, params: readonly unknown[] = []) {
-        const res = await client.query(sql, params as unknown[]);
-        return { rows: res.rows as R[], rowCount: res.rowCount ?? res.rows.length };
+        return toResult<R>(await client.query(sql, params as unknown[]));
       },
     };
     try {
@@ -88,6 +86,13 @@ export class PostgresDatabase implements Database {
     if (this.listener) await this.listener.end();
     await this.pool.end();
   }
+}
+
+/** A multi-statement text (migrations) yields one result per statement: the last one is the answer. */
+function toResult<R>(res: pg.QueryResult | pg.QueryResult[]): QueryResult<R> {
+  const last = Array.isArray(res) ? res[res.length - 1] : res;
+  if (!last) return { rows: [], rowCount: 0 };
+  return { rows: last.rows as R[], rowCount: last.rowCount ?? last.rows.length };
 }
 
 function quoteIdent(name: string): string {
