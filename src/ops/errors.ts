@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   TORUS_E_LEASE_LOST: 409,
   TORUS_E_VCS: 400,
   TORUS_E_SETTINGS: 500,
+  /** the server is shutting down or not ready; retry later */
+  TORUS_E_UNAVAILABLE: 503,
 } as const;
 
 export type ErrorCode = keyof typeof ERROR_CODES;

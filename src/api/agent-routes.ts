@@ -1,0 +1,203 @@
+// The agent protocol's HTTP routes (see src/scheduler/protocol.ts), mounted at AGENT_API_PREFIX:
+// bearer-token auth, body validation, and the mapping of scheduler errors to {message} responses.
+import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import { isTorusError } from '../ops/index.js';
+import type {
+  AuthenticatedAgent,
+  ClaimRequest,
+  CompleteRequest,
+  HeartbeatRequest,
+  OutputRequest,
+  Scheduler,
+  StepEndRequest,
+  StepStartRequest,
+} from '../scheduler/index.js';
+
+const UUID = '^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$';
+const leaseId = { type: 'string', pattern: UUID } as const;
+const taskParams = {
+  type: 'object',
+  required: ['taskId'],
+  properties: { taskId: { type: 'string', pattern: UUID } },
+} as const;
+const stepParams = {
+  type: 'object',
+  required: ['taskId', 'index'],
+  properties: {
+    taskId: { type: 'string', pattern: UUID },
+    index: { type: 'integer', minimum: 0, maximum: 100_000 },
+  },
+} as const;
+const taskOutcome = {
+  type: 'string',
+  enum: ['success', 'failed', 'timedout', 'canceled', 'infrastructure_fail'],
+} as const;
+
+const claimBody = {
+  type: 'object',
+  required: ['agentId', 'resourceClasses', 'waitMs'],
+  properties: {
+    agentId: { type: 'string', minLength: 1, maxLength: 200 },
+    name: { type: 'string', maxLength: 200 },
+    hostname: { type: 'string', maxLength: 255 },
+    version: { type: 'string', maxLength: 100 },
+    resourceClasses: {
+      type: 'array',
+      minItems: 1,
+      maxItems: 50,
+      items: { type: 'string', minLength: 1, maxLength: 200 },
+    },
+    waitMs: { type: 'integer', minimum: 0 },
+  },
+} as const;
+const heartbeatBody = { type: 'object', required: ['leaseId'], properties: { leaseId } } as const;
+const stepStartBody = {
+  type: 'object',
+  required: ['leaseId', 'name', 'type', 'startedAt'],
+  properties: {
+    leaseId,
+    name: { type: 'string' },
+    type: { type: 'string' },
+    background: { type: 'boolean' },
+    startedAt: { type: 'string' },
+  },
+} as const;
+const outputBody = {
+  type: 'object',
+  required: ['leaseId', 'chunks'],
+  properties: {
+    leaseId,
+    chunks: {
+      type: 'array',
+      items: {
+        type: 'object',
+        required: ['seq', 'stream', 'time', 'data'],
+        properties: {
+          seq: { type: 'integer', minimum: 0, maximum: 2_147_483_647 },
+          stream: { type: 'string', enum: ['out', 'err'] },
+          time: { type: 'string' },
+          data: { type: 'string' },
+        },
+      },
+    },
+  },
+} as const;
+const stepEndBody = {
+  type: 'object',
+  required: ['leaseId', 'status', 'exitCode', 'stoppedAt'],
+  properties: {
+    leaseId,
+    status: { type: 'string', enum: ['success', 'failed', 'timedout', 'canceled'] },
+    exitCode: { type: ['integer', 'null'] },
+    stoppedAt: { type: 'string' },
+  },
+} as const;
+const completeBody = {
+  type: 'object',
+  required: ['leaseId', 'status'],
+  properties: { leaseId, status: taskOutcome, message: { type: 'string', maxLength: 10_000 } },
+} as const;
+
+/** Output requests carry batches of log text: allow more than Fastify's 1 MiB default. */
+const OUTPUT_BODY_LIMIT = 16 * 1024 * 1024;
+
+type TaskParams = { taskId: string };
+type StepParams = { taskId: string; index: number };
+
+export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
+  return async (app) => {
+    const agents = new WeakMap<FastifyRequest, AuthenticatedAgent>();
+
+    app.setErrorHandler((err: FastifyError, request, reply) => {
+      if (isTorusError(err)) return reply.code(err.status).send({ message: err.message });
+      if (err.validation) return reply.code(400).send({ message: `invalid request: ${err.message}` });
+      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+        return reply.code(err.statusCode).send({ message: err.message });
+      }
+      request.log.error({ err }, 'agent request failed');
+      return reply.code(500).send({ message: 'internal server error; see the server log' });
+    });
+
+    app.addHook('onRequest', async (request, reply) => {
+      const header = request.headers.authorization ?? '';
+      const m = /^Bearer\s+(\S+)$/i.exec(header);
+      if (!m?.[1]) {
+        return reply
+          .code(401)
+          .send({ message: 'missing agent token: send "Authorization: Bearer <agent token>"' });
+      }
+      const agent = await scheduler.authenticateAgent(m[1]);
+      if (!agent) return reply.code(401).send({ message: 'invalid or revoked agent token' });
+      agents.set(request, agent);
+    });
+
+    const agentOf = (request: FastifyRequest): AuthenticatedAgent => {
+      const a = agents.get(request);
+      if (!a) throw new Error('agent route reached without authentication');
+      return a;
+    };
+
+    app.post<{ Body: ClaimRequest }>(
+      '/claim',
+      { schema: { body: claimBody } },
+      async (request, reply: FastifyReply) => {
+        // The client going away (agent stopped, connection dropped) ends the wait, so the claim cannot
+        // win a task no one will receive.
+        const ac = new AbortController();
+        const onClose = () => {
+          if (!reply.raw.writableEnded) ac.abort();
+        };
+        reply.raw.once('close', onClose);
+        try {
+          const claimed = await scheduler.claim(agentOf(request), request.body, ac.signal);
+          if (!claimed) return reply.code(204).send();
+          return reply.code(200).send(claimed);
+        } finally {
+          reply.raw.off('close', onClose);
+        }
+      },
+    );
+
+    app.post<{ Params: TaskParams; Body: HeartbeatRequest }>(
+      '/tasks/:taskId/heartbeat',
+      { schema: { params: taskParams, body: heartbeatBody } },
+      async (request) => scheduler.heartbeat(request.params.taskId, request.body.leaseId),
+    );
+
+    app.post<{ Params: StepParams; Body: StepStartRequest }>(
+      '/tasks/:taskId/steps/:index/start',
+      { schema: { params: stepParams, body: stepStartBody } },
+      async (request, reply) => {
+        await scheduler.stepStart(request.params.taskId, request.params.index, request.body);
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Params: StepParams; Body: OutputRequest }>(
+      '/tasks/:taskId/steps/:index/output',
+      { schema: { params: stepParams, body: outputBody }, bodyLimit: OUTPUT_BODY_LIMIT },
+      async (request, reply) => {
+        await scheduler.stepOutput(request.params.taskId, request.params.index, request.body);
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Params: StepParams; Body: StepEndRequest }>(
+      '/tasks/:taskId/steps/:index/end',
+      { schema: { params: stepParams, body: stepEndBody } },
+      async (request, reply) => {
+        await scheduler.stepEnd(request.params.taskId, request.params.index, request.body);
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Params: TaskParams; Body: CompleteRequest }>(
+      '/tasks/:taskId/complete',
+      { schema: { params: taskParams, body: completeBody } },
+      async (request, reply) => {
+        await scheduler.complete(request.params.taskId, request.body);
+        return reply.code(204).send();
+      },
+    );
+  };
+}

@@ -1,0 +1,119 @@
+// The HTTP API: CircleCI's REST API v2 (the implemented subset, in CircleCI's shapes), the v1.1
+// job endpoint and step output, live output as Server-Sent Events, Torus' admin extensions,
+// /api/v2/openapi.json, health probes, and the agent protocol routes (agent-routes.ts).
+import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import type { Accounts } from '../accounts/index.js';
+import type { PipelineEngine } from '../pipelines/index.js';
+import { AGENT_API_PREFIX, type Scheduler } from '../scheduler/index.js';
+import { isTorusError, TorusError, type Resources } from '../ops/index.js';
+import { agentRoutes } from './agent-routes.js';
+import { requestToken, setUser } from './http.js';
+import { servedSpec } from './openapi.js';
+import { registerOutputRoutes } from './routes-output.js';
+import { PipelineChanges, registerTorusRoutes } from './routes-torus.js';
+import { registerV2Routes, type RouteDeps } from './routes-v2.js';
+
+export { validateParameters } from './routes-v2.js';
+export { IMPLEMENTED_OPERATIONS, servedSpec } from './openapi.js';
+
+export interface ApiDeps {
+  engine: PipelineEngine;
+  scheduler: Scheduler;
+  accounts: Accounts;
+}
+
+/** request bodies (pipeline parameters, step output from agents) stay well under this */
+const BODY_LIMIT_BYTES = 8 * 1024 * 1024;
+
+/**
+ * CircleCI accepts project slugs with their slashes URL-encoded (`circleci%2Forg%2Frepo`): decode
+ * them before routing, so one route (`/project/:vcs/:org/:repo/…`) serves both spellings.
+ */
+export function decodeSlugSlashes(url: string): string {
+  const q = url.indexOf('?');
+  const path = q < 0 ? url : url.slice(0, q);
+  if (!/%2f/i.test(path) || !/^\/api\/(v2|v1\.1)\//.test(path)) return url;
+  return path.replace(/%2f/gi, '/') + (q < 0 ? '' : url.slice(q));
+}
+
+/** Parses JSON bodies; an empty body is no body, malformed JSON a 400 that says what is wrong. */
+function parseJsonBody(_req: FastifyRequest, body: string, done: (err: Error | null, value?: unknown) => void): void {
+  if (body.trim() === '') {
+    done(null, undefined);
+    return;
+  }
+  try {
+    done(null, JSON.parse(body));
+  } catch (err) {
+    done(new TorusError('TORUS_E_BAD_REQUEST', `The request body is not valid JSON: ${(err as Error).message}`));
+  }
+}
+
+export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyInstance> {
+  const app = Fastify({
+    loggerInstance: res.logger,
+    disableRequestLogging: true,
+    bodyLimit: BODY_LIMIT_BYTES,
+    rewriteUrl: (req) => decodeSlugSlashes(req.url ?? '/'),
+    // SSE streams and long-polling claims are closed by the server at shutdown, not awaited forever
+    forceCloseConnections: true,
+  });
+  const routeDeps: RouteDeps = { res, ...deps };
+  const changes = new PipelineChanges(routeDeps);
+  app.addHook('onClose', async () => changes.close());
+
+  app.removeContentTypeParser(['application/json']);
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody);
+  // curl -d sends form encoding; CircleCI's API reads the body as JSON whatever the header says.
+  app.addContentTypeParser('*', { parseAs: 'string' }, parseJsonBody);
+
+  app.setErrorHandler((err: FastifyError | TorusError | Error, req, reply) => {
+    if (isTorusError(err)) {
+      if (err.status >= 500) req.log.error({ err }, 'request failed');
+      return reply.status(err.status).send({ message: err.hint ? `${err.message} (${err.hint})` : err.message });
+    }
+    const status = (err as FastifyError).statusCode;
+    if (typeof status === 'number' && status >= 400 && status < 500) {
+      return reply.status(status).send({ message: err.message });
+    }
+    req.log.error({ err, url: req.url, method: req.method }, 'request failed');
+    return reply.status(500).send({ message: `Internal server error (request ${req.id}); the server log has the details.` });
+  });
+  app.setNotFoundHandler((req, reply) => reply.status(404).send({ message: `Not found: ${req.method} ${req.url.split('?')[0]}` }));
+
+  app.addHook('onResponse', async (req, reply) => {
+    req.log.debug({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+  });
+
+  // ---- public ----
+  app.get('/healthz', async () => ({ status: 'ok' }));
+  app.get('/readyz', async (_req, reply) => {
+    try {
+      await res.db.query('SELECT 1');
+      return { status: 'ok' };
+    } catch (err) {
+      return reply.status(503).send({ message: `database not ready: ${(err as Error).message}` });
+    }
+  });
+  app.get('/api/v2/openapi.json', async () => servedSpec());
+
+  // ---- the agent protocol (its own bearer-token auth) ----
+  await app.register(agentRoutes(deps.scheduler), { prefix: AGENT_API_PREFIX });
+
+  // ---- the user API: a personal API token on every request ----
+  await app.register(async (api) => {
+    api.addHook('onRequest', async (req) => {
+      const token = requestToken(req);
+      if (!token) throw new TorusError('TORUS_E_UNAUTHORIZED', 'You must log in first.');
+      const user = await deps.accounts.authenticate(token);
+      if (!user) throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid token provided.');
+      setUser(req, user);
+    });
+    registerV2Routes(api, routeDeps);
+    registerOutputRoutes(api, routeDeps);
+    registerTorusRoutes(api, routeDeps, changes);
+  });
+
+  // pino's Logger is a FastifyBaseLogger; only the generic parameter differs.
+  return app as unknown as FastifyInstance;
+}

@@ -1,0 +1,164 @@
+// Job output: CircleCI's v1.1 build details (steps[].actions[] with an output_url each), the
+// output_url itself (CircleCI's JSON array of {type, time, message}), and Torus' live variant that
+// streams a step's output as Server-Sent Events while it is printed, then an `end` event.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { OutputChunk } from '../scheduler/index.js';
+import { TorusError } from '../ops/index.js';
+import { baseUrl, currentUser, positiveInt, queryString } from './http.js';
+import * as reads from './reads.js';
+import type { RouteDeps } from './routes-v2.js';
+
+type SlugParams = { vcs: string; org: string; repo: string; number: string };
+
+/** how often an idle event stream gets a comment line, so proxies keep it open */
+const SSE_KEEPALIVE_MS = 15_000;
+/** a re-read now and then, in case a notification was lost (a database reconnect, say) */
+const SSE_SAFETY_POLL_MS = 5_000;
+
+function nonNegativeInt(raw: string | undefined, name: string, dflt: number): number {
+  if (raw === undefined) return dflt;
+  if (!/^\d{1,6}$/.test(raw)) throw new TorusError('TORUS_E_BAD_REQUEST', `${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  return Number(raw);
+}
+
+function circleMessage(c: OutputChunk) {
+  return { type: c.stream, time: c.time, message: c.data };
+}
+
+/** Starts an event stream on the raw response; Fastify no longer answers this request. */
+export function openEventStream(req: FastifyRequest, reply: FastifyReply): { send(event: string, data: unknown): void; comment(text: string): void } {
+  reply.hijack();
+  reply.raw.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    // nginx and friends would otherwise buffer the stream
+    'x-accel-buffering': 'no',
+  });
+  reply.raw.flushHeaders();
+  return {
+    send(event, data) {
+      if (!reply.raw.writableEnded) reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
+    },
+    comment(text) {
+      if (!reply.raw.writableEnded) reply.raw.write(`: ${text}\n\n`);
+    },
+  };
+}
+
+export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { res, scheduler } = deps;
+  const db = res.db;
+
+  const jobOf = async (req: FastifyRequest<{ Params: SlugParams }>) => {
+    const user = currentUser(req);
+    const { vcs, org, repo, number } = req.params;
+    const project = await reads.findProject(db, user, `${vcs}/${org}/${repo}`);
+    return reads.findJobByNumber(db, user, project, positiveInt(number, 'Job'));
+  };
+
+  const taskOf = async (jobId: string, index: number) => {
+    const taskId = await reads.taskOf(db, jobId, index);
+    if (!taskId) throw new TorusError('TORUS_E_NOT_FOUND', `the job has no parallel run ${index} (yet)`);
+    return taskId;
+  };
+
+  app.get<{ Params: SlugParams }>('/api/v1.1/project/:vcs/:org/:repo/:number', async (req) => {
+    const j = await jobOf(req);
+    const base = baseUrl(req, res.settings.url);
+    const steps = await reads.jobSteps(db, j.id);
+    return reads.v11JobJson(j, steps, base, (step, index) => `${base}/api/v1.1/project/${j.project_slug}/${j.number}/output/${step}/${index}`);
+  });
+
+  app.get<{ Params: SlugParams & { step: string; index: string } }>(
+    '/api/v1.1/project/:vcs/:org/:repo/:number/output/:step/:index',
+    async (req, reply) => {
+      const j = await jobOf(req);
+      const step = nonNegativeInt(req.params.step, 'step', 0);
+      const taskId = await taskOf(j.id, nonNegativeInt(req.params.index, 'index', 0));
+      const { chunks } = await scheduler.readStepOutput(taskId, step);
+      if (queryString(req, 'file') === 'true') {
+        return reply.type('text/plain; charset=utf-8').send(chunks.map((c) => c.data).join(''));
+      }
+      return chunks.map(circleMessage);
+    },
+  );
+
+  // Torus extension: ?step=&index=&follow=true streams (SSE); without follow, the JSON array.
+  app.get<{ Params: SlugParams }>('/api/v2/project/:vcs/:org/:repo/job/:number/output', async (req, reply) => {
+    const j = await jobOf(req);
+    const step = nonNegativeInt(queryString(req, 'step'), 'step', 0);
+    const taskId = await taskOf(j.id, nonNegativeInt(queryString(req, 'index'), 'index', 0));
+    const follow = queryString(req, 'follow') === 'true' || (req.headers.accept ?? '').includes('text/event-stream');
+    if (!follow) {
+      const { chunks, done } = await scheduler.readStepOutput(taskId, step);
+      return { items: chunks.map(circleMessage), done };
+    }
+
+    const stream = openEventStream(req, reply);
+    let lastSeq = -1;
+    let pumping = false;
+    let again = false;
+    let finished = false;
+    const sub: { unfollow?: () => Promise<void> } = {};
+    const timers: NodeJS.Timeout[] = [];
+    const finish = () => {
+      if (finished) return;
+      finished = true;
+      for (const t of timers) clearInterval(t);
+      if (sub.unfollow) {
+        sub.unfollow().catch((err: unknown) => req.log.warn({ err }, 'output stream: unfollow failed'));
+      }
+      if (!reply.raw.writableEnded) reply.raw.end();
+    };
+    const pump = async (): Promise<void> => {
+      if (pumping) {
+        again = true;
+        return;
+      }
+      pumping = true;
+      try {
+        do {
+          again = false;
+          const { chunks, done } = await scheduler.readStepOutput(taskId, step, lastSeq);
+          for (const c of chunks) {
+            if (c.seq <= lastSeq) continue;
+            lastSeq = c.seq;
+            stream.send('output', { seq: c.seq, ...circleMessage(c) });
+          }
+          if (done) {
+            const st = await db.query<{ status: string; exit_code: number | null }>(
+              'SELECT status, exit_code FROM steps WHERE task_id = $1 AND step_index = $2',
+              [taskId, step],
+            );
+            stream.send('end', { status: st.rows[0]?.status ?? null, exit_code: st.rows[0]?.exit_code ?? null });
+            finish();
+            return;
+          }
+        } while (again && !finished);
+      } finally {
+        pumping = false;
+      }
+    };
+    const pumpLogged = () => {
+      if (finished) return;
+      pump().catch((err: unknown) => {
+        req.log.error({ err }, 'output stream failed');
+        stream.send('error', { message: err instanceof Error ? err.message : String(err) });
+        finish();
+      });
+    };
+    req.raw.on('close', finish);
+    // Subscribe before the first read, so nothing printed in between is missed.
+    const unfollow = await scheduler.followStep(taskId, step, pumpLogged);
+    sub.unfollow = unfollow;
+    if (finished) {
+      await unfollow();
+      return reply;
+    }
+    timers.push(setInterval(() => stream.comment('keep-alive'), SSE_KEEPALIVE_MS));
+    timers.push(setInterval(pumpLogged, SSE_SAFETY_POLL_MS));
+    pumpLogged();
+    return reply;
+  });
+}

@@ -1,0 +1,305 @@
+// Reading config text: size and nesting guards, YAML parsing (the `yaml` library, YAML 1.1 like
+// CircleCI's SnakeYAML: merge keys, yes/no booleans), and conversion to plain JS values that remember
+// where in the file each map key and list item came from, so later stages can report locations.
+import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type ScalarTag, type Tags } from 'yaml';
+import { ConfigAbort, configError, type Position } from './errors.js';
+
+/** Plain data as it comes out of YAML. */
+export type Value = string | number | boolean | null | Value[] | { [key: string]: Value };
+export type MapValue = { [key: string]: Value };
+
+export const DEFAULT_MAX_BYTES = 4 * 1024 * 1024;
+/** Deeper than any real config; YAML's own recursive composer overflows the stack near 1,500. */
+export const MAX_NESTING_DEPTH = 200;
+/** Nodes that alias expansion may create in total (a billion-laughs document creates billions). */
+export const MAX_ALIAS_NODES = 100_000;
+
+interface Location {
+  pos: Position;
+  /** the file the value came from, when not the config itself (orb sources) */
+  file?: string;
+  keys?: Map<string, Position>;
+  items?: Position[];
+}
+
+/** Remembers the source position of maps and lists (and of their keys and items). */
+export class SourceMap {
+  private readonly locations = new WeakMap<object, Location>();
+
+  set(value: object, loc: Location): void {
+    this.locations.set(value, loc);
+  }
+
+  /** Carries the location of `from` over to `to` (a copy made by a later stage). */
+  copy(from: unknown, to: unknown): void {
+    if (from === to || !isObject(from) || !isObject(to)) return;
+    const loc = this.locations.get(from);
+    if (loc && !this.locations.has(to)) this.locations.set(to, loc);
+  }
+
+  /** The position of a container, of one of its keys, or of one of its items. */
+  at(container: unknown, keyOrIndex?: string | number): (Position & { file?: string }) | undefined {
+    if (!isObject(container)) return undefined;
+    const loc = this.locations.get(container);
+    if (!loc) return undefined;
+    let pos = loc.pos;
+    if (typeof keyOrIndex === 'string') pos = loc.keys?.get(keyOrIndex) ?? loc.pos;
+    if (typeof keyOrIndex === 'number') pos = loc.items?.[keyOrIndex] ?? loc.pos;
+    return loc.file === undefined ? pos : { ...pos, file: loc.file };
+  }
+}
+
+function isObject(v: unknown): v is object {
+  return typeof v === 'object' && v !== null;
+}
+
+/**
+ * YAML 1.1 booleans as SnakeYAML (CircleCI's parser) reads them: yes/no/on/off/true/false in three
+ * capitalisations, but not the single letters y/n that the `yaml` library's 1.1 schema also accepts.
+ */
+function snakeYamlBooleans(tags: Tags): Tags {
+  const bool = (value: boolean, test: RegExp): ScalarTag => ({
+    identify: (v: unknown) => v === value,
+    default: true,
+    tag: 'tag:yaml.org,2002:bool',
+    test,
+    resolve: () => value,
+  });
+  const rest = tags.filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:bool');
+  return [
+    bool(true, /^(?:[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/),
+    bool(false, /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/),
+    ...rest,
+  ];
+}
+
+export interface ParsedSource {
+  root: Value;
+  sourceMap: SourceMap;
+}
+
+/**
+ * Refuses nesting deeper than MAX_NESTING_DEPTH before the YAML parser sees it: the parser recurses
+ * per level and would take seconds (or overflow the stack) on a hostile 10,000-level document.
+ * Counts indentation levels of block lines plus open flow brackets; both over-estimate slightly
+ * (a bracket inside a string counts), which is harmless at this limit.
+ */
+function checkNestingDepth(source: string, file: string): void {
+  const indents: number[] = [];
+  let flowDepth = 0;
+  let lineNo = 0;
+  for (let start = 0; start <= source.length; ) {
+    const nl = source.indexOf('\n', start);
+    const end = nl === -1 ? source.length : nl;
+    const line = source.slice(start, end);
+    start = end + 1;
+    lineNo++;
+    const trimmed = line.trimStart();
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    const indent = line.length - trimmed.length;
+    while (indents.length > 0 && indents[indents.length - 1]! > indent) indents.pop();
+    if (indents.length === 0 || indents[indents.length - 1]! < indent) indents.push(indent);
+    // compact sequences (`- - - x`) nest on one line
+    const compact = /^(?:-\s+)+/.exec(trimmed)?.[0].replace(/\s+/g, '').length ?? 0;
+    for (const ch of trimmed) {
+      if (ch === '[' || ch === '{') flowDepth++;
+      else if ((ch === ']' || ch === '}') && flowDepth > 0) flowDepth--;
+    }
+    if (indents.length + compact + flowDepth > MAX_NESTING_DEPTH) {
+      throw new ConfigAbort([
+        configError(
+          'TORUS_E_CONFIG_TOO_DEEP',
+          `config is nested more than ${MAX_NESTING_DEPTH} levels deep`,
+          file,
+          { line: lineNo, column: indent + 1 },
+          'flatten the structure; real configs are rarely more than 20 levels deep',
+        ),
+      ]);
+    }
+  }
+}
+
+/** Parses config text into plain values with a source map, or throws ConfigAbort with located errors. */
+export function parseSource(
+  source: string,
+  file: string,
+  maxBytes = DEFAULT_MAX_BYTES,
+  sourceMap = new SourceMap(),
+  /** record `file` on every location (sources other than the config itself) */
+  tagFile = false,
+): ParsedSource {
+  const bytes = Buffer.byteLength(source, 'utf8');
+  if (bytes > maxBytes) {
+    throw new ConfigAbort([
+      configError(
+        'TORUS_E_CONFIG_TOO_LARGE',
+        `config is ${bytes} bytes, more than the limit of ${maxBytes} bytes`,
+        file,
+        undefined,
+        'split the configuration (dynamic config) or raise the limit',
+      ),
+    ]);
+  }
+  checkNestingDepth(source, file);
+  const lineCounter = new LineCounter();
+  let doc: Document.Parsed;
+  try {
+    doc = parseDocument(source, {
+      lineCounter,
+      version: '1.1',
+      merge: true,
+      uniqueKeys: true,
+      prettyErrors: false,
+      keepSourceTokens: false,
+      customTags: snakeYamlBooleans,
+    });
+  } catch (err) {
+    // The parser reports most problems as doc.errors; a throw is unexpected but must not escape.
+    throw new ConfigAbort([
+      configError('TORUS_E_CONFIG_YAML', `cannot parse YAML: ${(err as Error).message}`, file, undefined),
+    ]);
+  }
+  if (doc.errors.length > 0) {
+    throw new ConfigAbort(
+      doc.errors.slice(0, 10).map((e) => {
+        const lp = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
+        const pos = { line: lp.line, column: lp.col };
+        const overflow = /call stack/i.test(e.message);
+        const text = overflow ? 'config is nested too deeply' : e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '');
+        return configError(overflow ? 'TORUS_E_CONFIG_TOO_DEEP' : 'TORUS_E_CONFIG_YAML', text, file, pos);
+      }),
+    );
+  }
+  const converter = new Converter(doc, lineCounter, sourceMap, file, tagFile);
+  const root = converter.convert(doc.contents as Node | null, 0);
+  return { root, sourceMap };
+}
+
+class Converter {
+  private aliasNodes = 0;
+  private expandingAlias = 0;
+  private readonly aliasTargets = new Map<object, Node>();
+
+  constructor(
+    private readonly doc: Document.Parsed,
+    private readonly lines: LineCounter,
+    private readonly sourceMap: SourceMap,
+    private readonly file: string,
+    private readonly tagFile: boolean,
+  ) {}
+
+  private position(node: { range?: [number, number, number] | null } | null | undefined): Position {
+    const offset = node?.range?.[0] ?? 0;
+    const lp = this.lines.linePos(offset);
+    return { line: lp.line, column: lp.col };
+  }
+
+  private count(node: unknown): void {
+    if (this.expandingAlias > 0 && ++this.aliasNodes > MAX_ALIAS_NODES) {
+      throw new ConfigAbort([
+        configError(
+          'TORUS_E_CONFIG_ALIAS_LIMIT',
+          `YAML aliases expand to more than ${MAX_ALIAS_NODES} nodes; refusing (possible alias bomb)`,
+          this.file,
+          this.position(node as Node),
+        ),
+      ]);
+    }
+  }
+
+  convert(node: Node | null | undefined, depth: number): Value {
+    if (depth > MAX_NESTING_DEPTH) {
+      throw new ConfigAbort([
+        configError('TORUS_E_CONFIG_TOO_DEEP', `config is nested more than ${MAX_NESTING_DEPTH} levels deep`, this.file, this.position(node)),
+      ]);
+    }
+    if (node === null || node === undefined) return null;
+    this.count(node);
+    if (isAlias(node)) {
+      // Alias.resolve walks the document; an alias bomb re-visits the same alias nodes many times
+      let target = this.aliasTargets.get(node);
+      if (target === undefined) {
+        target = node.resolve(this.doc) as Node | undefined;
+        if (target) this.aliasTargets.set(node, target);
+      }
+      if (!target) {
+        throw new ConfigAbort([configError('TORUS_E_CONFIG_YAML', `unknown alias *${node.source}`, this.file, this.position(node))]);
+      }
+      this.expandingAlias++;
+      try {
+        return this.convert(target as Node, depth + 1);
+      } finally {
+        this.expandingAlias--;
+      }
+    }
+    if (isScalar(node)) {
+      const v = node.value;
+      if (v === null || v === undefined) return null;
+      if (typeof v === 'string' || typeof v === 'boolean') return v;
+      if (typeof v === 'number') return v;
+      if (typeof v === 'bigint') return Number(v);
+      if (v instanceof Date) return node.source ?? v.toISOString();
+      return String(v);
+    }
+    if (isSeq(node)) {
+      const out: Value[] = [];
+      const items: Position[] = [];
+      for (const item of node.items) {
+        items.push(this.position(item as Node));
+        out.push(this.convert(item as Node, depth + 1));
+      }
+      this.sourceMap.set(out, { pos: this.position(node), items, ...(this.tagFile ? { file: this.file } : {}) });
+      return out;
+    }
+    if (isMap(node)) {
+      const out: MapValue = {};
+      const keys = new Map<string, Position>();
+      const merged: MapValue[] = [];
+      for (const pair of node.items) {
+        if (!isPair(pair)) continue;
+        const keyNode = pair.key as Node | null;
+        if (isScalar(keyNode) && (keyNode.source === '<<' || String(keyNode.value) === '<<') && !keyNode.type?.startsWith('QUOTE')) {
+          // YAML 1.1 merge key: `<<: *a` or `<<: [*a, *b]`; explicit keys win, earlier sources win.
+          const src = this.convert(pair.value as Node, depth + 1);
+          const list = Array.isArray(src) ? src : [src];
+          for (const m of list) {
+            if (m && typeof m === 'object' && !Array.isArray(m)) merged.push(m);
+            else {
+              throw new ConfigAbort([
+                configError('TORUS_E_CONFIG_YAML', 'merge key `<<` needs a map or a list of maps', this.file, this.position(pair.value as Node)),
+              ]);
+            }
+          }
+          continue;
+        }
+        const key = this.keyString(keyNode, depth);
+        keys.set(key, this.position(keyNode));
+        out[key] = this.convert(pair.value as Node, depth + 1);
+      }
+      for (const m of merged) {
+        for (const [k, v] of Object.entries(m)) {
+          if (!(k in out)) {
+            out[k] = v;
+            const p = this.sourceMap.at(m, k);
+            if (p) keys.set(k, p);
+          }
+        }
+      }
+      this.sourceMap.set(out, { pos: this.position(node), keys, ...(this.tagFile ? { file: this.file } : {}) });
+      return out;
+    }
+    return null;
+  }
+
+  private keyString(keyNode: Node | null, depth: number): string {
+    if (keyNode === null) return '';
+    if (isScalar(keyNode)) {
+      const v = keyNode.value;
+      if (v === null || v === undefined) return '';
+      // CircleCI reads `2:` as the key "2" and `true:` as "true"
+      if (typeof v === 'string') return v;
+      return keyNode.source ?? String(v);
+    }
+    return JSON.stringify(this.convert(keyNode, depth + 1));
+  }
+}
