@@ -107,6 +107,11 @@ type StepParams = { taskId: string; index: number };
 export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
   return async (app) => {
     const agents = new WeakMap<FastifyRequest, AuthenticatedAgent>();
+    // Long-polling claims end (204) when the server closes, so closing does not wait up to 30 s.
+    const waitingClaims = new Set<AbortController>();
+    app.addHook('preClose', async () => {
+      for (const ac of waitingClaims) ac.abort();
+    });
 
     app.setErrorHandler((err: FastifyError, request, reply) => {
       if (isTorusError(err)) return reply.code(err.status).send({ message: err.message });
@@ -148,11 +153,13 @@ export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
           if (!reply.raw.writableEnded) ac.abort();
         };
         reply.raw.once('close', onClose);
+        waitingClaims.add(ac);
         try {
           const claimed = await scheduler.claim(agentOf(request), request.body, ac.signal);
           if (!claimed) return reply.code(204).send();
           return reply.code(200).send(claimed);
         } finally {
+          waitingClaims.delete(ac);
           reply.raw.off('close', onClose);
         }
       },

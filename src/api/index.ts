@@ -1,7 +1,7 @@
 // The HTTP API: CircleCI's REST API v2 (the implemented subset, in CircleCI's shapes), the v1.1
 // job endpoint and step output, live output as Server-Sent Events, Torus' admin extensions,
 // /api/v2/openapi.json, health probes, and the agent protocol routes (agent-routes.ts).
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Accounts } from '../accounts/index.js';
 import type { PipelineEngine } from '../pipelines/index.js';
 import { AGENT_API_PREFIX, type Scheduler } from '../scheduler/index.js';
@@ -52,7 +52,8 @@ function parseJsonBody(_req: FastifyRequest, body: string, done: (err: Error | n
 export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyInstance> {
   const app = Fastify({
     loggerInstance: res.logger,
-    disableRequestLogging: true,
+    // one debug line per request (onResponse below) instead of two info lines: agents poll a lot
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: BODY_LIMIT_BYTES,
     rewriteUrl: (req) => decodeSlugSlashes(req.url ?? '/'),
     // SSE streams and long-polling claims are closed by the server at shutdown, not awaited forever

@@ -39,7 +39,12 @@ export class PipelineChanges {
     this.unlisten ??= this.deps.res.db.listen(CHANNELS.pipelineChanged, (payload) => {
       for (const f of this.subscribers.get(payload) ?? []) f();
     });
-    await this.unlisten;
+    try {
+      await this.unlisten;
+    } catch (err) {
+      this.unlisten = undefined; // the next stream tries to LISTEN again
+      throw err;
+    }
     let set = this.subscribers.get(pipelineId);
     if (!set) this.subscribers.set(pipelineId, (set = new Set()));
     set.add(onChange);

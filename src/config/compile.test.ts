@@ -1,14 +1,28 @@
 // Unit tests of the config compiler, one block per feature a config author relies on.
 import { describe, expect, it } from 'vitest';
-import { compileConfig, DEFAULT_NO_OUTPUT_TIMEOUT_MS, type CompileOptions, type CompileResult, type CompiledConfig, type Step } from './index.js';
+import {
+  compileConfig,
+  DEFAULT_NO_OUTPUT_TIMEOUT_MS,
+  type CompileOptions,
+  type CompileResult,
+  type CompiledConfig,
+  type Step,
+} from './index.js';
 
-async function ok(source: string, opts: CompileOptions = {}): Promise<CompiledConfig & { processedYaml: string }> {
+async function ok(
+  source: string,
+  opts: CompileOptions = {},
+): Promise<CompiledConfig & { processedYaml: string }> {
   const r = await compileConfig(source, opts);
-  if (!r.ok) throw new Error(`expected success, got:\n${r.errors.map((e) => `${e.code} ${e.message}`).join('\n')}`);
+  if (!r.ok)
+    throw new Error(`expected success, got:\n${r.errors.map((e) => `${e.code} ${e.message}`).join('\n')}`);
   return { ...r.config, processedYaml: r.processedYaml };
 }
 
-async function fail(source: string, opts: CompileOptions = {}): Promise<Extract<CompileResult, { ok: false }>['errors']> {
+async function fail(
+  source: string,
+  opts: CompileOptions = {},
+): Promise<Extract<CompileResult, { ok: false }>['errors']> {
   const r = await compileConfig(source, opts);
   if (r.ok) throw new Error(`expected failure, got success:\n${r.processedYaml}`);
   return r.errors;
@@ -30,7 +44,9 @@ describe('YAML parsing', () => {
   });
 
   it('rejects duplicate keys and names the line', async () => {
-    const errors = await fail(`version: 2.1\njobs:\n  a:\n    ${DOCKER}\n    steps: [checkout]\n  a:\n    ${DOCKER}\n    steps: [checkout]\n`);
+    const errors = await fail(
+      `version: 2.1\njobs:\n  a:\n    ${DOCKER}\n    steps: [checkout]\n  a:\n    ${DOCKER}\n    steps: [checkout]\n`,
+    );
     expect(errors[0]!.code).toBe('TORUS_E_CONFIG_YAML');
     expect(errors[0]!.line).toBe(6);
     expect(errors[0]!.message).toMatch(/unique/i);
@@ -69,11 +85,23 @@ jobs:
     expect(c.jobs.build!.workingDirectory).toBe('~/app');
     expect(c.jobs.build!.environment).toEqual({ B: '2' });
     expect(c.jobs.test!.environment).toEqual({ A: '1' });
-    expect(c.jobs.test!.executor).toEqual({ type: 'docker', images: [{ image: 'node:18', environment: {} }] });
+    expect(c.jobs.test!.executor).toEqual({
+      type: 'docker',
+      images: [{ image: 'node:18', environment: {} }],
+    });
+  });
+
+  it('lets a redefined anchor win for the aliases after it', async () => {
+    const c = await ok(
+      `version: 2\njobs:\n  build:\n    ${DOCKER}\n    environment: {A: &v one, B: *v, C: &v two, D: *v}\n    steps: [checkout]\n`,
+    );
+    expect(c.jobs.build!.environment).toEqual({ A: 'one', B: 'one', C: 'two', D: 'two' });
   });
 
   it('reads YAML 1.1 booleans like CircleCI (yes/on) but keeps y/n as text', async () => {
-    const c = await ok(`version: 2\njobs:\n  build:\n    ${DOCKER}\n    environment: {A: yes, B: y, C: 3}\n    steps: [checkout]\n`);
+    const c = await ok(
+      `version: 2\njobs:\n  build:\n    ${DOCKER}\n    environment: {A: yes, B: y, C: 3}\n    steps: [checkout]\n`,
+    );
     expect(c.jobs.build!.environment).toEqual({ A: 'true', B: 'y', C: '3' });
   });
 });
@@ -90,7 +118,9 @@ describe('version', () => {
     expect(errors[0]!.line).toBe(1);
   });
   it('rejects 2.1 features in a 2.0 config', async () => {
-    const errors = await fail(`version: 2\ncommands:\n  x: {steps: [checkout]}\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\n`);
+    const errors = await fail(
+      `version: 2\ncommands:\n  x: {steps: [checkout]}\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\n`,
+    );
     expect(errors[0]!.code).toBe('TORUS_E_CONFIG_VERSION');
     expect(errors[0]!.message).toMatch(/commands.*2\.1/);
   });
@@ -175,7 +205,11 @@ workflows:
     expect(c.jobs.deploy!.executor).toEqual({ type: 'machine' });
     expect(c.jobs.deploy!.resourceClass).toBe('medium');
     expect(c.jobs.mac!.executor).toEqual({ type: 'macos', xcode: '14.2.0' });
-    expect(c.jobs.vm!.executor).toEqual({ type: 'machine', image: 'ubuntu-2204:current', dockerLayerCaching: true });
+    expect(c.jobs.vm!.executor).toEqual({
+      type: 'machine',
+      image: 'ubuntu-2204:current',
+      dockerLayerCaching: true,
+    });
   });
 
   it('normalizes steps with CircleCI defaults', async () => {
@@ -223,7 +257,10 @@ workflows:
       ['Uploading test results', 'always'],
       ['Setup a remote Docker engine', 'on_success'],
     ]);
-    expect((steps[3] as Extract<Step, { args: unknown }>).args).toEqual({ key: 'v1-{{ checksum "package-lock.json" }}', paths: ['node_modules'] });
+    expect((steps[3] as Extract<Step, { args: unknown }>).args).toEqual({
+      key: 'v1-{{ checksum "package-lock.json" }}',
+      paths: ['node_modules'],
+    });
     expect(steps[10]).toEqual({ type: 'checkout', name: 'Checkout code', when: 'on_success', path: '~/src' });
   });
 
@@ -239,11 +276,19 @@ workflows:
       filters: { branches: { only: ['main'], ignore: ['/wip-.*/'] } },
       context: ['org-global'],
     });
-    expect(hold).toEqual({ name: 'hold', type: 'approval', requires: [{ name: 'build', statuses: ['success'] }], filters: {}, context: [] });
+    expect(hold).toEqual({
+      name: 'hold',
+      type: 'approval',
+      requires: [{ name: 'build', statuses: ['success'] }],
+      filters: {},
+      context: [],
+    });
     expect(deploy!.requires).toEqual([{ name: 'hold', statuses: ['success'] }]);
     expect(deploy!.context).toEqual(['a', 'b']);
     expect(deploy!.filters).toEqual({ tags: { only: ['/^v.*/'] } });
-    expect(c.workflows[1]!.triggers).toEqual([{ cron: '0 0 * * *', filters: { branches: { only: ['main'] } } }]);
+    expect(c.workflows[1]!.triggers).toEqual([
+      { cron: '0 0 * * *', filters: { branches: { only: ['main'] } } },
+    ]);
   });
 
   it('rejects steps that are not built-in in a 2.0 config', async () => {
@@ -262,8 +307,14 @@ workflows:
     const c = await ok(
       `version: 2\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: {command: a, no_output_timeout: 1.5h}\n      - run: {command: b, no_output_timeout: 30s}\n      - run: {command: c, no_output_timeout: 1h30m}\n`,
     );
-    expect(c.jobs.build!.steps.map((s) => (s.type === 'run' ? (s as { noOutputTimeoutMs: number }).noOutputTimeoutMs : 0))).toEqual([5_400_000, 30_000, 5_400_000]);
-    const errors = await fail(`version: 2\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: {command: a, no_output_timeout: soon}\n`);
+    expect(
+      c.jobs.build!.steps.map((s) =>
+        s.type === 'run' ? (s as { noOutputTimeoutMs: number }).noOutputTimeoutMs : 0,
+      ),
+    ).toEqual([5_400_000, 30_000, 5_400_000]);
+    const errors = await fail(
+      `version: 2\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: {command: a, no_output_timeout: soon}\n`,
+    );
     expect(errors[0]!.message).toMatch(/config\.yml:6:\d+: no_output_timeout "soon"/);
   });
 });
@@ -302,6 +353,13 @@ workflows:
     expect(job.steps.map((s) => s.name)).toEqual(['echo hello world', 'echo hello you', 'echo LOUD']);
   });
 
+  it('substitutes references in map keys', async () => {
+    const c = await ok(
+      `version: 2.1\njobs:\n  build:\n    parameters:\n      var: {type: env_var_name, default: TOKEN}\n    ${DOCKER}\n    environment:\n      << parameters.var >>: secret\n    steps: [checkout]\n`,
+    );
+    expect(c.jobs.build!.environment).toEqual({ TOKEN: 'secret' });
+  });
+
   it('splices steps parameters and pre-steps/post-steps', async () => {
     const c = await ok(
       yaml(`
@@ -325,7 +383,14 @@ workflows:
 `),
     );
     const wj = c.workflows[0]!.jobs[0]!;
-    expect(c.jobs[wj.job!]!.steps.map((s) => s.name)).toEqual(['pre', 'Checkout code', 'one', 'two', 'done', 'post']);
+    expect(c.jobs[wj.job!]!.steps.map((s) => s.name)).toEqual([
+      'pre',
+      'Checkout code',
+      'one',
+      'two',
+      'done',
+      'post',
+    ]);
   });
 
   it('applies reusable executors with parameters; job keys override, environment merges', async () => {
@@ -358,11 +423,17 @@ workflows:
     jobs: [a, b, c]
 `),
     );
-    expect(c.jobs.a!.executor).toEqual({ type: 'docker', images: [{ image: 'cimg/node:18.0', environment: {} }] });
+    expect(c.jobs.a!.executor).toEqual({
+      type: 'docker',
+      images: [{ image: 'cimg/node:18.0', environment: {} }],
+    });
     expect(c.jobs.a!.environment).toEqual({ A: 'from-executor', B: 'from-job' });
     expect(c.jobs.a!.resourceClass).toBe('large');
     expect(c.jobs.a!.workingDirectory).toBe('~/exec');
-    expect(c.jobs.b!.executor).toEqual({ type: 'docker', images: [{ image: 'cimg/node:20.1', environment: {} }] });
+    expect(c.jobs.b!.executor).toEqual({
+      type: 'docker',
+      images: [{ image: 'cimg/node:20.1', environment: {} }],
+    });
     expect(c.jobs.b!.resourceClass).toBe('small');
     expect(c.jobs.c!.executor).toEqual({ type: 'machine' });
   });
@@ -423,7 +494,10 @@ workflows:
     expect(c1.jobs.build!.steps[0]!.name).toBe('echo deploy to staging from main (42)');
     expect(c1.jobs.build!.environment).toEqual({ BRANCH: 'main', TARGET: 'staging' });
     expect(c1.jobs.build!.parallelism).toBe(2);
-    const c2 = await ok(src, { pipelineValues: values, pipelineParameters: { target: 'prod', 'run-it': true, count: 5 } });
+    const c2 = await ok(src, {
+      pipelineValues: values,
+      pipelineParameters: { target: 'prod', 'run-it': true, count: 5 },
+    });
     expect(c2.workflows.map((w) => w.name)).toEqual(['w', 'always']);
     expect(c2.jobs.build!.steps[0]!.name).toBe('echo deploy to prod from main (42)');
     expect(c2.jobs.build!.parallelism).toBe(5);
@@ -473,7 +547,9 @@ workflows:
   });
 
   it('omits workflows whose unless is true', async () => {
-    const c = await ok(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\nworkflows:\n  a:\n    unless: true\n    jobs: [build]\n  b:\n    jobs: [build]\n`);
+    const c = await ok(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\nworkflows:\n  a:\n    unless: true\n    jobs: [build]\n  b:\n    jobs: [build]\n`,
+    );
     expect(c.workflows.map((w) => w.name)).toEqual(['b']);
   });
 
@@ -483,6 +559,14 @@ workflows:
     expect(main.workflows.map((w) => w.name)).toEqual(['release', 'all']);
     const dev = await ok(src, { pipelineValues: { 'pipeline.git.branch': 'dev', 'pipeline.git.tag': '' } });
     expect(dev.workflows.map((w) => w.name)).toEqual(['all']);
+  });
+
+  it('decides filters written as an expression at compile time', async () => {
+    const src = `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\nworkflows:\n  w:\n    jobs:\n      - build:\n          filters: pipeline.git.branch == "main"\n`;
+    const main = await ok(src, { pipelineValues: { 'pipeline.git.branch': 'main' } });
+    expect(main.workflows[0]!.jobs[0]!.filters).toEqual({});
+    const dev = await ok(src, { pipelineValues: { 'pipeline.git.branch': 'dev' } });
+    expect(dev.workflows[0]!.jobs[0]!.filters).toEqual({ branches: { only: [] } });
   });
 
   it('leaves escaped \\<< literal and non-parameter << text alone', async () => {
@@ -502,7 +586,9 @@ workflows:
     jobs: [build]
 `),
     );
-    expect((c.jobs.build!.steps[0] as { command: string }).command).toBe('cat <<EOF >> out\n<< parameters.x >>\nEOF\n');
+    expect((c.jobs.build!.steps[0] as { command: string }).command).toBe(
+      'cat <<EOF >> out\n<< parameters.x >>\nEOF\n',
+    );
   });
 
   it('evaluates << >> expressions', async () => {
@@ -529,6 +615,14 @@ workflows:
 `),
     );
     expect(c.jobs.build!.steps.map((s) => s.name)).toEqual(['echo live', 'big']);
+  });
+
+  it('evaluates expressions that mix parameters and pipeline values', async () => {
+    const c = await ok(
+      `version: 2.1\njobs:\n  build:\n    parameters:\n      branch: {type: string, default: main}\n    ${DOCKER}\n    steps:\n      - run: echo << parameters.branch == pipeline.git.branch and "deploy" or "skip" >>\n`,
+      { pipelineValues: { 'pipeline.git.branch': 'main' } },
+    );
+    expect(c.jobs.build!.steps[0]!.name).toBe('echo deploy');
   });
 });
 
@@ -603,7 +697,13 @@ workflows:
 `),
     );
     const jobs = Object.fromEntries(c.workflows[0]!.jobs.map((j) => [j.name, j.requires.map((r) => r.name)]));
-    expect(jobs).toEqual({ 'build-v1': [], 'build-v2': [], 'deploy-v1': ['build-v1'], 'deploy-v2': ['build-v2'], report: ['build-v1', 'build-v2'] });
+    expect(jobs).toEqual({
+      'build-v1': [],
+      'build-v2': [],
+      'deploy-v1': ['build-v1'],
+      'deploy-v2': ['build-v2'],
+      report: ['build-v1', 'build-v2'],
+    });
   });
 
   it('suffixes repeated jobs and supports requires statuses', async () => {
@@ -637,14 +737,18 @@ workflows:
       { name: 'test-1', statuses: ['failed'] },
       { name: 'test-2', statuses: ['success', 'canceled'] },
     ]);
-    expect(jobs[3]!.requires).toEqual([{ name: 'notify', statuses: ['success', 'failed', 'canceled', 'unauthorized', 'not_run'] }]);
+    expect(jobs[3]!.requires).toEqual([
+      { name: 'notify', statuses: ['success', 'failed', 'canceled', 'unauthorized', 'not_run'] },
+    ]);
     expect(jobs[3]!.job).toBe('test');
   });
 });
 
 describe('semantic errors', () => {
   it('reports an unknown job in a workflow with its location', async () => {
-    const errors = await fail(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\nworkflows:\n  w:\n    jobs:\n      - biuld\n`);
+    const errors = await fail(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\nworkflows:\n  w:\n    jobs:\n      - biuld\n`,
+    );
     expect(errors[0]!.code).toBe('TORUS_E_CONFIG_UNKNOWN_JOB');
     expect(errors[0]!.message).toMatch(/config\.yml:9:9: job "biuld" is not defined/);
     expect(errors[0]!.hint).toMatch(/build/);
@@ -665,7 +769,9 @@ describe('semantic errors', () => {
     const e1 = await fail(`${base}workflows:\n  w:\n    jobs:\n      - a: {requires: [c]}\n`);
     expect(e1[0]!.code).toBe('TORUS_E_CONFIG_UNKNOWN_REQUIREMENT');
     expect(e1[0]!.message).toMatch(/requires "c"/);
-    const e2 = await fail(`${base}workflows:\n  w:\n    jobs:\n      - a: {requires: [b]}\n      - b: {requires: [a]}\n`);
+    const e2 = await fail(
+      `${base}workflows:\n  w:\n    jobs:\n      - a: {requires: [b]}\n      - b: {requires: [a]}\n`,
+    );
     expect(e2[0]!.code).toBe('TORUS_E_CONFIG_REQUIRES_CYCLE');
     expect(e2[0]!.message).toMatch(/a → b → a|b → a → b/);
   });
@@ -694,41 +800,65 @@ describe('semantic errors', () => {
   });
 
   it('reports references to undeclared parameters', async () => {
-    const errors = await fail(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo << parameters.message >>\n`);
+    const errors = await fail(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo << parameters.message >>\n`,
+    );
     expect(errors[0]!.code).toBe('TORUS_E_CONFIG_UNDECLARED_PARAMETER');
-    expect(errors[0]!.message).toMatch(/config\.yml:6:\d+: Arguments referenced without declared parameters: parameters\.message/);
-    const e2 = await fail(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo << pipeline.parameters.nope >>\n`);
+    expect(errors[0]!.message).toMatch(
+      /config\.yml:6:\d+: Arguments referenced without declared parameters: parameters\.message/,
+    );
+    const e2 = await fail(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo << pipeline.parameters.nope >>\n`,
+    );
     expect(e2[0]!.code).toBe('TORUS_E_CONFIG_UNDECLARED_PARAMETER');
-    const e3 = await fail(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo << pipeline.gti.branch >>\n`);
+    const e3 = await fail(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo << pipeline.gti.branch >>\n`,
+    );
     expect(e3[0]!.message).toMatch(/unknown pipeline value pipeline\.gti\.branch/);
     // a known value this pipeline does not have is empty, not an error
-    const c = await ok(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo "<< pipeline.git.tag >>"\n`);
+    const c = await ok(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps:\n      - run: echo "<< pipeline.git.tag >>"\n`,
+    );
     expect(c.jobs.build!.steps[0]!.name).toBe('echo ""');
   });
 
   it('reports invalid element names and a job without steps', async () => {
-    const e1 = await fail(`version: 2.1\ncommands:\n  9bad: {steps: [checkout]}\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\n`);
+    const e1 = await fail(
+      `version: 2.1\ncommands:\n  9bad: {steps: [checkout]}\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\n`,
+    );
     expect(e1[0]!.code).toBe('TORUS_E_CONFIG_INVALID_NAME');
     expect(e1[0]!.line).toBe(3);
-    const e2 = await fail(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\nworkflows:\n  w:\n    jobs: [build]\n`);
+    const e2 = await fail(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\nworkflows:\n  w:\n    jobs: [build]\n`,
+    );
     expect(e2[0]!.code).toBe('TORUS_E_CONFIG_NO_STEPS');
   });
 
   it('rejects unknown job keys such as a misspelt steps', async () => {
-    const errors = await fail(`version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\n    paralelism: 2\n`);
+    const errors = await fail(
+      `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [checkout]\n    paralelism: 2\n`,
+    );
     expect(errors[0]!.code).toBe('TORUS_E_CONFIG_SHAPE');
-    expect(errors[0]!.message).toMatch(/config\.yml:6:5: job build: extraneous key \[paralelism\] is not permitted/);
+    expect(errors[0]!.message).toMatch(
+      /config\.yml:6:5: job build: extraneous key \[paralelism\] is not permitted/,
+    );
   });
 
   it('collects several errors in one compile', async () => {
     const errors = await fail(
       `version: 2.1\njobs:\n  build:\n    ${DOCKER}\n    steps: [nope1]\n  test:\n    ${DOCKER}\n    steps: [nope2]\nworkflows:\n  w:\n    jobs: [build, test, ghost]\n`,
     );
-    expect(errors.map((e) => e.code).sort()).toEqual(['TORUS_E_CONFIG_UNKNOWN_COMMAND', 'TORUS_E_CONFIG_UNKNOWN_COMMAND', 'TORUS_E_CONFIG_UNKNOWN_JOB']);
+    expect(errors.map((e) => e.code).sort()).toEqual([
+      'TORUS_E_CONFIG_UNKNOWN_COMMAND',
+      'TORUS_E_CONFIG_UNKNOWN_COMMAND',
+      'TORUS_E_CONFIG_UNKNOWN_JOB',
+    ]);
   });
 
   it('reports orbs without a resolver as unknown, with the import command', async () => {
-    const errors = await fail(`version: 2.1\norbs:\n  node: circleci/node@5.0.2\njobs:\n  build:\n    ${DOCKER}\n    steps: [node/install-packages]\n`);
+    const errors = await fail(
+      `version: 2.1\norbs:\n  node: circleci/node@5.0.2\njobs:\n  build:\n    ${DOCKER}\n    steps: [node/install-packages]\n`,
+    );
     expect(errors[0]!.code).toBe('TORUS_E_CONFIG_UNKNOWN_ORB');
     expect(errors[0]!.message).toMatch(/circleci\/node@5\.0\.2/);
     expect(errors[0]!.hint).toBe('import it with: torus admin import-orb circleci/node@5.0.2');

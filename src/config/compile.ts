@@ -73,7 +73,18 @@ const JOB_KEYS = new Set([
   'retention',
   'branches',
 ]);
-const INVOCATION_KEYS = new Set(['name', 'requires', 'filters', 'context', 'type', 'matrix', 'pre-steps', 'post-steps', 'serial-group', 'override-with']);
+const INVOCATION_KEYS = new Set([
+  'name',
+  'requires',
+  'filters',
+  'context',
+  'type',
+  'matrix',
+  'pre-steps',
+  'post-steps',
+  'serial-group',
+  'override-with',
+]);
 
 class Compiler {
   readonly ctx: Context;
@@ -102,24 +113,43 @@ class Compiler {
       // pipeline.* everywhere except orbs and the pipeline parameters' own definitions
       const substituted: MapValue = {};
       for (const [k, v] of Object.entries(this.config)) {
-        substituted[k] = k === 'orbs' || k === 'parameters' ? v : substitute(ctx, v, this.pipelinePass, this.config, k);
+        substituted[k] =
+          k === 'orbs' || k === 'parameters' ? v : substitute(ctx, v, this.pipelinePass, this.config, k);
       }
       ctx.sourceMap.copy(this.config, substituted);
       this.config = substituted;
       if (this.config.orbs !== undefined && this.config.orbs !== null) {
-        const orbCtx: OrbLoadContext = { ctx, resolver: this.opts.orbResolver, pipelinePass: this.pipelinePass };
+        const orbCtx: OrbLoadContext = {
+          ctx,
+          resolver: this.opts.orbResolver,
+          pipelinePass: this.pipelinePass,
+        };
         await loadOrbs(orbCtx, this.root, this.config.orbs, this.config, 0);
       }
     } else {
       for (const key of ['orbs', 'commands', 'executors', 'parameters']) {
         if (this.config[key] !== undefined) {
-          report(ctx, 'TORUS_E_CONFIG_VERSION', `"${key}" needs version: 2.1 (this config says version: 2)`, { container: this.config, key });
+          report(ctx, 'TORUS_E_CONFIG_VERSION', `"${key}" needs version: 2.1 (this config says version: 2)`, {
+            container: this.config,
+            key,
+          });
         }
       }
     }
     registerElements(ctx, this.root, this.config, this.is21);
-    if (this.root.jobs.size === 0 && this.config.jobs === undefined && this.root.orbs.size === 0 && this.root.unresolvedOrbs.size === 0) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', 'the config defines no jobs', { container: this.config }, 'add a jobs: section');
+    if (
+      this.root.jobs.size === 0 &&
+      this.config.jobs === undefined &&
+      this.root.orbs.size === 0 &&
+      this.root.unresolvedOrbs.size === 0
+    ) {
+      report(
+        ctx,
+        'TORUS_E_CONFIG_SHAPE',
+        'the config defines no jobs',
+        { container: this.config },
+        'add a jobs: section',
+      );
     }
     // Jobs that need no arguments are compiled under their own names (CircleCI validates them all).
     for (const el of this.root.jobs.values()) {
@@ -165,12 +195,24 @@ class Compiler {
     // CircleCI's API limits on trigger-supplied parameters
     const entries = Object.entries(supplied);
     if (entries.length > 100) {
-      ctx.errors.push(configError('TORUS_E_CONFIG_PARAMETER_TYPE', `${entries.length} pipeline parameters were passed; the limit is 100`, ctx.file, undefined));
+      ctx.errors.push(
+        configError(
+          'TORUS_E_CONFIG_PARAMETER_TYPE',
+          `${entries.length} pipeline parameters were passed; the limit is 100`,
+          ctx.file,
+          undefined,
+        ),
+      );
     }
     for (const [k, v] of entries) {
       if (k.length > 128 || (typeof v === 'string' && v.length > 512)) {
         ctx.errors.push(
-          configError('TORUS_E_CONFIG_PARAMETER_TYPE', `pipeline parameter ${k.slice(0, 40)}: names are limited to 128 characters and values to 512`, ctx.file, undefined),
+          configError(
+            'TORUS_E_CONFIG_PARAMETER_TYPE',
+            `pipeline parameter ${k.slice(0, 40)}: names are limited to 128 characters and values to 512`,
+            ctx.file,
+            undefined,
+          ),
         );
       }
     }
@@ -188,7 +230,10 @@ class Compiler {
     }
     const args: MapValue = {};
     for (const [k, v] of Object.entries(supplied)) if (decls.has(k)) args[k] = v;
-    const resolved = resolveArguments(ctx, decls, args, 'the pipeline', { container: this.config, key: 'parameters' });
+    const resolved = resolveArguments(ctx, decls, args, 'the pipeline', {
+      container: this.config,
+      key: 'parameters',
+    });
     for (const [k, v] of Object.entries(resolved)) values.set(`pipeline.parameters.${k}`, v);
   }
 
@@ -197,7 +242,11 @@ class Compiler {
   private decls(el: Element): Map<string, ParameterDecl> {
     if (!el.decls) {
       const body = el.body;
-      el.decls = readParameterDecls(this.ctx, isMapValue(body) ? body.parameters : undefined, this.describe(el));
+      el.decls = readParameterDecls(
+        this.ctx,
+        isMapValue(body) ? body.parameters : undefined,
+        this.describe(el),
+      );
     }
     return el.decls;
   }
@@ -208,7 +257,13 @@ class Compiler {
   }
 
   /** Finds `name` or `alias/name` in a namespace; reports and returns undefined when missing. */
-  lookup(ns: Namespace, kind: Element['kind'], name: string, where: { container: unknown; key?: string | number }, quiet = false): Element | undefined {
+  lookup(
+    ns: Namespace,
+    kind: Element['kind'],
+    name: string,
+    where: { container: unknown; key?: string | number },
+    quiet = false,
+  ): Element | undefined {
     const slash = name.indexOf('/');
     // a processed config may name jobs with slashes (matrix values); an exact local name wins
     if (slash > 0 && !ns[kind].has(name)) {
@@ -218,7 +273,13 @@ class Compiler {
         const ref = ns.unresolvedOrbs.get(alias);
         if (ref && !quiet && ns.label !== 'config') {
           // an orb's own import is reported where it is needed (the config's are reported where declared)
-          report(this.ctx, 'TORUS_E_CONFIG_UNKNOWN_ORB', `orb ${ref} (imported by orb ${ns.label} as "${alias}", used by ${name}) is not available`, where, `import it with: torus admin import-orb ${ref}`);
+          report(
+            this.ctx,
+            'TORUS_E_CONFIG_UNKNOWN_ORB',
+            `orb ${ref} (imported by orb ${ns.label} as "${alias}", used by ${name}) is not available`,
+            where,
+            `import it with: torus admin import-orb ${ref}`,
+          );
         }
         if (!quiet && !ref) {
           report(
@@ -239,7 +300,12 @@ class Compiler {
       return this.lookup(el.ns, kind, el.body, where, quiet);
     }
     if (!el && !quiet) {
-      const code = kind === 'jobs' ? 'TORUS_E_CONFIG_UNKNOWN_JOB' : kind === 'commands' ? 'TORUS_E_CONFIG_UNKNOWN_COMMAND' : 'TORUS_E_CONFIG_UNKNOWN_EXECUTOR';
+      const code =
+        kind === 'jobs'
+          ? 'TORUS_E_CONFIG_UNKNOWN_JOB'
+          : kind === 'commands'
+            ? 'TORUS_E_CONFIG_UNKNOWN_COMMAND'
+            : 'TORUS_E_CONFIG_UNKNOWN_EXECUTOR';
       const known = [...ns[kind].keys()];
       const what = kind.slice(0, -1);
       report(
@@ -254,11 +320,23 @@ class Compiler {
   }
 
   private elementPass(el: Element, values: Record<string, unknown>): SubstitutionPass {
-    return { kind: 'parameters', values: new Map(Object.entries(values).map(([k, v]) => [`parameters.${k}`, v as Value])), owner: this.describe(el) };
+    return {
+      kind: 'parameters',
+      values: new Map(Object.entries(values).map(([k, v]) => [`parameters.${k}`, v as Value])),
+      owner: this.describe(el),
+      // pipeline values are not visible inside orbs
+      ...(el.ns.label === 'config' ? { pipeline: this.pipelinePass.values } : {}),
+    };
   }
 
   /** Expands a job with its arguments into a processed 2.0 job; undefined when it has errors. */
-  expandJob(el: Element, args: MapValue, preSteps: Value | undefined, postSteps: Value | undefined, where: unknown): MapValue | undefined {
+  expandJob(
+    el: Element,
+    args: MapValue,
+    preSteps: Value | undefined,
+    postSteps: Value | undefined,
+    where: unknown,
+  ): MapValue | undefined {
     const ctx = this.ctx;
     const before = ctx.errors.length;
     if (!isMapValue(el.body)) {
@@ -267,11 +345,19 @@ class Compiler {
     }
     for (const key of Object.keys(el.body)) {
       if (!JOB_KEYS.has(key)) {
-        report(ctx, 'TORUS_E_CONFIG_SHAPE', `${this.describe(el)}: extraneous key [${key}] is not permitted`, { container: el.body, key }, `job keys are ${[...JOB_KEYS].join(', ')}`);
+        report(
+          ctx,
+          'TORUS_E_CONFIG_SHAPE',
+          `${this.describe(el)}: extraneous key [${key}] is not permitted`,
+          { container: el.body, key },
+          `job keys are ${[...JOB_KEYS].join(', ')}`,
+        );
       }
     }
     const decls = this.decls(el);
-    const values = this.is21 ? resolveArguments(ctx, decls, args, this.describe(el), { container: where }) : {};
+    const values = this.is21
+      ? resolveArguments(ctx, decls, args, this.describe(el), { container: where })
+      : {};
     for (const d of decls.values()) {
       // an executor passed as an argument names an executor of the caller (the config), not of the orb
       const v = values[d.name];
@@ -282,16 +368,26 @@ class Compiler {
       }
     }
     const template: MapValue = {};
-    for (const [k, v] of Object.entries(el.body)) if (k !== 'parameters' && k !== 'description') template[k] = v;
+    for (const [k, v] of Object.entries(el.body))
+      if (k !== 'parameters' && k !== 'description') template[k] = v;
     ctx.sourceMap.copy(el.body, template);
     let body = this.is21 ? (substitute(ctx, template, this.elementPass(el, values)) as MapValue) : template;
     if (!Array.isArray(body.steps) || body.steps.length === 0) {
-      report(ctx, 'TORUS_E_CONFIG_NO_STEPS', `${this.describe(el)} has no steps`, { container: el.body, key: 'steps' }, 'add steps: with at least one step');
+      report(
+        ctx,
+        'TORUS_E_CONFIG_NO_STEPS',
+        `${this.describe(el)} has no steps`,
+        { container: el.body, key: 'steps' },
+        'add steps: with at least one step',
+      );
       return undefined;
     }
     if (body.executor !== undefined) {
       if (!this.is21) {
-        report(ctx, 'TORUS_E_CONFIG_VERSION', `"executor" in ${this.describe(el)} needs version: 2.1`, { container: el.body, key: 'executor' });
+        report(ctx, 'TORUS_E_CONFIG_VERSION', `"executor" in ${this.describe(el)} needs version: 2.1`, {
+          container: el.body,
+          key: 'executor',
+        });
         return undefined;
       }
       body = this.applyExecutor(el, body) ?? body;
@@ -319,19 +415,29 @@ class Compiler {
       delete args.name;
       ctx.sourceMap.copy(ref, args);
     } else {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', `executor of ${this.describe(jobEl)} must be a name or {name: …}`, { container: job, key: 'executor' });
+      report(ctx, 'TORUS_E_CONFIG_SHAPE', `executor of ${this.describe(jobEl)} must be a name or {name: …}`, {
+        container: job,
+        key: 'executor',
+      });
       return undefined;
     }
     const scope = (isMapValue(ref) && this.callerNamespaces.get(ref)) || jobEl.ns;
     const ex = this.lookup(scope, 'executors', name, { container: job, key: 'executor' });
     if (!ex) return undefined;
     if (!isMapValue(ex.body)) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', `${this.describe(ex)} must be a map`, { container: job, key: 'executor' });
+      report(ctx, 'TORUS_E_CONFIG_SHAPE', `${this.describe(ex)} must be a map`, {
+        container: job,
+        key: 'executor',
+      });
       return undefined;
     }
-    const values = resolveArguments(ctx, this.decls(ex), args, this.describe(ex), { container: job, key: 'executor' });
+    const values = resolveArguments(ctx, this.decls(ex), args, this.describe(ex), {
+      container: job,
+      key: 'executor',
+    });
     const template: MapValue = {};
-    for (const [k, v] of Object.entries(ex.body)) if (k !== 'parameters' && k !== 'description') template[k] = v;
+    for (const [k, v] of Object.entries(ex.body))
+      if (k !== 'parameters' && k !== 'description') template[k] = v;
     ctx.sourceMap.copy(ex.body, template);
     const exec = substitute(ctx, template, this.elementPass(ex, values)) as MapValue;
     const out: MapValue = {};
@@ -343,7 +449,10 @@ class Compiler {
     }
     for (const [k, v] of Object.entries(job)) if (k !== 'environment') out[k] = v;
     if (isMapValue(exec.environment) || isMapValue(job.environment)) {
-      out.environment = { ...(isMapValue(exec.environment) ? exec.environment : {}), ...(isMapValue(job.environment) ? job.environment : {}) };
+      out.environment = {
+        ...(isMapValue(exec.environment) ? exec.environment : {}),
+        ...(isMapValue(job.environment) ? job.environment : {}),
+      };
     } else if (job.environment !== undefined) out.environment = job.environment;
     else if (exec.environment !== undefined) out.environment = exec.environment;
     ctx.sourceMap.copy(job, out);
@@ -373,7 +482,13 @@ class Compiler {
         name = Object.keys(step)[0]!;
         args = step[name] ?? null;
         if (Object.keys(step).length > 1) {
-          report(ctx, 'TORUS_E_CONFIG_SHAPE', `a step is a map with one key; this one has ${Object.keys(step).join(', ')}`, where, 'indent the step arguments under the step name');
+          report(
+            ctx,
+            'TORUS_E_CONFIG_SHAPE',
+            `a step is a map with one key; this one has ${Object.keys(step).join(', ')}`,
+            where,
+            'indent the step arguments under the step name',
+          );
           return;
         }
       } else {
@@ -382,7 +497,13 @@ class Compiler {
       }
       if (!this.is21) {
         if (!BUILTIN_STEPS.has(name)) {
-          report(ctx, 'TORUS_E_CONFIG_UNKNOWN_COMMAND', `step "${name}" is not a built-in step`, where, 'commands need version: 2.1; built-in steps are ' + [...BUILTIN_STEPS].join(', '));
+          report(
+            ctx,
+            'TORUS_E_CONFIG_UNKNOWN_COMMAND',
+            `step "${name}" is not a built-in step`,
+            where,
+            'commands need version: 2.1; built-in steps are ' + [...BUILTIN_STEPS].join(', '),
+          );
           return;
         }
         out.push(step);
@@ -469,13 +590,19 @@ class Compiler {
       return out;
     }
     if (!isMapValue(raw)) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', 'workflows must be a map', { container: this.config, key: 'workflows' });
+      report(ctx, 'TORUS_E_CONFIG_SHAPE', 'workflows must be a map', {
+        container: this.config,
+        key: 'workflows',
+      });
       return out;
     }
     for (const [name, wf] of Object.entries(raw)) {
       if (name === 'version') continue;
       if (!isMapValue(wf)) {
-        report(ctx, 'TORUS_E_CONFIG_SHAPE', `workflow ${name} must be a map with jobs:`, { container: raw, key: name });
+        report(ctx, 'TORUS_E_CONFIG_SHAPE', `workflow ${name} must be a map with jobs:`, {
+          container: raw,
+          key: name,
+        });
         continue;
       }
       if (this.is21 && (wf.when !== undefined || wf.unless !== undefined)) {
@@ -510,11 +637,36 @@ class Compiler {
     throw new ExpressionError(`unknown variable ${name}`);
   }
 
-  private compileWorkflow(name: string, wf: MapValue): { compiled: CompiledWorkflow; yaml: MapValue } | undefined {
+  /**
+   * `filters:` as a map, or (newer CircleCI) as an expression over pipeline values, which is
+   * decided now: false becomes a filter no branch or tag matches, so the job is filtered out.
+   */
+  private readJobFilters(invocation: MapValue): WorkflowJob['filters'] {
+    const f = invocation.filters;
+    if ((typeof f === 'string' || typeof f === 'boolean') && this.is21) {
+      const pass = this.evaluateWorkflowCondition(f, { container: invocation, key: 'filters' });
+      return pass ? {} : { branches: { only: [] } };
+    }
+    if (f !== undefined && f !== null && !isMapValue(f)) {
+      report(this.ctx, 'TORUS_E_CONFIG_SHAPE', 'filters must be a map of branches/tags, or an expression', {
+        container: invocation,
+        key: 'filters',
+      });
+    }
+    return normalizeFilters(f);
+  }
+
+  private compileWorkflow(
+    name: string,
+    wf: MapValue,
+  ): { compiled: CompiledWorkflow; yaml: MapValue } | undefined {
     const ctx = this.ctx;
     const list = wf.jobs;
     if (!Array.isArray(list)) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', `workflow ${name} needs a jobs: list`, { container: wf, key: 'jobs' });
+      report(ctx, 'TORUS_E_CONFIG_SHAPE', `workflow ${name} needs a jobs: list`, {
+        container: wf,
+        key: 'jobs',
+      });
       return undefined;
     }
     interface Instance {
@@ -541,50 +693,86 @@ class Compiler {
         jobName = Object.keys(entry)[0]!;
         const v = entry[jobName] ?? null;
         if (v !== null && !isMapValue(v)) {
-          report(ctx, 'TORUS_E_CONFIG_SHAPE', `the invocation of ${jobName} in workflow ${name} must be a map`, where);
+          report(
+            ctx,
+            'TORUS_E_CONFIG_SHAPE',
+            `the invocation of ${jobName} in workflow ${name} must be a map`,
+            where,
+          );
           return;
         }
         inv = v ?? {};
       } else {
-        report(ctx, 'TORUS_E_CONFIG_SHAPE', `job ${i + 1} of workflow ${name} must be a job name or a map with one key`, where);
+        report(
+          ctx,
+          'TORUS_E_CONFIG_SHAPE',
+          `job ${i + 1} of workflow ${name} must be a job name or a map with one key`,
+          where,
+        );
         return;
       }
       const invWhere = typeof entry === 'string' ? where : { container: inv };
-      const combos = this.is21 && inv.matrix !== undefined ? this.expandMatrix(jobName, inv, name) : [{ values: {}, suffix: '' }];
-      const alias = isMapValue(inv.matrix) && typeof inv.matrix.alias === 'string' ? inv.matrix.alias : jobName;
+      const combos =
+        this.is21 && inv.matrix !== undefined
+          ? this.expandMatrix(jobName, inv, name)
+          : [{ values: {}, suffix: '' }];
+      const alias =
+        isMapValue(inv.matrix) && typeof inv.matrix.alias === 'string' ? inv.matrix.alias : jobName;
       for (const combo of combos) {
         let invocation = inv;
         if (inv.matrix !== undefined) {
           const copy: MapValue = { ...inv };
           delete copy.matrix;
           ctx.sourceMap.copy(inv, copy);
-          const pass: SubstitutionPass = { kind: 'matrix', values: new Map(Object.entries(combo.values).map(([k, v]) => [`matrix.${k}`, v])), owner: `the matrix of ${jobName}` };
+          const pass: SubstitutionPass = {
+            kind: 'matrix',
+            values: new Map(Object.entries(combo.values).map(([k, v]) => [`matrix.${k}`, v])),
+            owner: `the matrix of ${jobName}`,
+          };
           invocation = substitute(ctx, copy, pass) as MapValue;
         }
         // a job defined with `type: no-op` / `type: approval` needs no steps and runs as that type
         const defined = this.root.jobs.get(jobName)?.body;
-        const type = invocation.type ?? (isMapValue(defined) && typeof defined.type === 'string' ? defined.type : 'build');
+        const type =
+          invocation.type ??
+          (isMapValue(defined) && typeof defined.type === 'string' ? defined.type : 'build');
         if (type !== 'build' && type !== 'approval' && type !== 'no-op') {
-          report(ctx, 'TORUS_E_CONFIG_UNSUPPORTED', `job type ${JSON.stringify(type)} of ${jobName} in workflow ${name} is not supported (use build, approval or no-op)`, {
-            container: invocation,
-            key: 'type',
-          });
+          report(
+            ctx,
+            'TORUS_E_CONFIG_UNSUPPORTED',
+            `job type ${JSON.stringify(type)} of ${jobName} in workflow ${name} is not supported (use build, approval or no-op)`,
+            {
+              container: invocation,
+              key: 'type',
+            },
+          );
           continue;
         }
-        const finalName = typeof invocation.name === 'string' && invocation.name !== '' ? invocation.name : `${jobName}${combo.suffix}`;
+        const finalName =
+          typeof invocation.name === 'string' && invocation.name !== ''
+            ? invocation.name
+            : `${jobName}${combo.suffix}`;
         const inst: Instance = {
           name: finalName,
           aliases: inv.matrix !== undefined ? [alias] : [],
           type,
           requiresRaw: invocation.requires ?? null,
           requiresWhere: invocation,
-          filters: normalizeFilters(invocation.filters),
-          context: invocation.context === undefined || invocation.context === null ? [] : (Array.isArray(invocation.context) ? invocation.context : [invocation.context]).map(String),
+          filters: this.readJobFilters(invocation),
+          context:
+            invocation.context === undefined || invocation.context === null
+              ? []
+              : (Array.isArray(invocation.context) ? invocation.context : [invocation.context]).map(String),
         };
         if (invocation['serial-group'] !== undefined) inst.serialGroup = String(invocation['serial-group']);
         if (type === 'build') {
+          // `override-with: orb/job` swaps in the orb's job when the orb has it; else the local job stays
+          const override =
+            typeof invocation['override-with'] === 'string'
+              ? this.lookup(this.root, 'jobs', invocation['override-with'], invWhere, true)
+              : undefined;
+          const el = override ?? this.lookup(this.root, 'jobs', jobName, invWhere);
           // a job that fails still joins the workflow, so `requires` on it do not cascade into more errors
-          const el = this.lookup(this.root, 'jobs', jobName, invWhere);
           if (!el) {
             instances.push(inst);
             continue;
@@ -594,10 +782,21 @@ class Compiler {
           for (const [k, v] of Object.entries(combo.values)) args[k] = v;
           ctx.sourceMap.copy(invocation, args);
           if (!this.is21 && Object.keys(args).length > 0) {
-            report(ctx, 'TORUS_E_CONFIG_VERSION', `job arguments (${Object.keys(args).join(', ')}) for ${jobName} need version: 2.1`, invWhere);
+            report(
+              ctx,
+              'TORUS_E_CONFIG_VERSION',
+              `job arguments (${Object.keys(args).join(', ')}) for ${jobName} need version: 2.1`,
+              invWhere,
+            );
             continue;
           }
-          const raw = this.expandJob(el, args, this.is21 ? invocation['pre-steps'] : undefined, this.is21 ? invocation['post-steps'] : undefined, invocation);
+          const raw = this.expandJob(
+            el,
+            args,
+            this.is21 ? invocation['pre-steps'] : undefined,
+            this.is21 ? invocation['post-steps'] : undefined,
+            invocation,
+          );
           if (raw) inst.job = this.registerJob(finalName, raw, el.name);
         }
         instances.push(inst);
@@ -623,7 +822,13 @@ class Compiler {
     const yamlJobs: Value[] = [];
     for (const inst of instances) {
       const requires = this.resolveRequires(inst.requiresRaw, inst.requiresWhere, byName, inst.name, name);
-      const wj: WorkflowJob = { name: inst.name, type: inst.type, requires, filters: inst.filters, context: inst.context };
+      const wj: WorkflowJob = {
+        name: inst.name,
+        type: inst.type,
+        requires,
+        filters: inst.filters,
+        context: inst.context,
+      };
       if (inst.job !== undefined) wj.job = inst.job;
       if (inst.serialGroup !== undefined) wj.serialGroup = inst.serialGroup;
       jobs.push(wj);
@@ -634,24 +839,39 @@ class Compiler {
     const compiled: CompiledWorkflow = { name, jobs, triggers };
     if (typeof wf.max_auto_reruns === 'number') compiled.maxAutoReruns = wf.max_auto_reruns;
     const yaml: MapValue = {};
-    if (triggers.length > 0) yaml.triggers = triggers.map((t) => ({ schedule: { cron: t.cron, filters: filtersToYaml(t.filters) } }));
+    if (triggers.length > 0)
+      yaml.triggers = triggers.map((t) => ({
+        schedule: { cron: t.cron, filters: filtersToYaml(t.filters) },
+      }));
     if (compiled.maxAutoReruns !== undefined) yaml.max_auto_reruns = compiled.maxAutoReruns;
     yaml.jobs = yamlJobs;
     return { compiled, yaml };
   }
 
-  private expandMatrix(jobName: string, inv: MapValue, workflow: string): { values: MapValue; suffix: string }[] {
+  private expandMatrix(
+    jobName: string,
+    inv: MapValue,
+    workflow: string,
+  ): { values: MapValue; suffix: string }[] {
     const ctx = this.ctx;
     const m = inv.matrix;
     if (!isMapValue(m) || !isMapValue(m.parameters)) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', `matrix of ${jobName} in workflow ${workflow} needs parameters: {name: [values]}`, { container: inv, key: 'matrix' });
+      report(
+        ctx,
+        'TORUS_E_CONFIG_SHAPE',
+        `matrix of ${jobName} in workflow ${workflow} needs parameters: {name: [values]}`,
+        { container: inv, key: 'matrix' },
+      );
       return [];
     }
     const params = m.parameters;
     const names = Object.keys(params).sort();
     for (const n of names) {
       if (!Array.isArray(params[n]) || (params[n] as Value[]).length === 0) {
-        report(ctx, 'TORUS_E_CONFIG_SHAPE', `matrix parameter ${n} of ${jobName} must be a non-empty list`, { container: params, key: n });
+        report(ctx, 'TORUS_E_CONFIG_SHAPE', `matrix parameter ${n} of ${jobName} must be a non-empty list`, {
+          container: params,
+          key: n,
+        });
         return [];
       }
     }
@@ -662,18 +882,34 @@ class Compiler {
       combos = next;
     }
     const excludes = Array.isArray(m.exclude) ? m.exclude.filter(isMapValue) : [];
-    const same = (a: Value | undefined, b: Value | undefined): boolean => JSON.stringify(a) === JSON.stringify(b) || String(a) === String(b);
-    combos = combos.filter((c) => !excludes.some((ex) => Object.entries(ex).every(([k, v]) => same(c[k], v))));
+    const same = (a: Value | undefined, b: Value | undefined): boolean =>
+      JSON.stringify(a) === JSON.stringify(b) || String(a) === String(b);
+    combos = combos.filter(
+      (c) => !excludes.some((ex) => Object.entries(ex).every(([k, v]) => same(c[k], v))),
+    );
     // CircleCI names instances <job>-<values ordered by parameter name>
-    return combos.map((values) => ({ values, suffix: names.map((n) => `-${renderName(values[n] ?? null)}`).join('') }));
+    return combos.map((values) => ({
+      values,
+      suffix: names.map((n) => `-${renderName(values[n] ?? null)}`).join(''),
+    }));
   }
 
-  private resolveRequires(raw: Value, where: unknown, byName: Map<string, string[]>, self: string, workflow: string): Requirement[] {
+  private resolveRequires(
+    raw: Value,
+    where: unknown,
+    byName: Map<string, string[]>,
+    self: string,
+    workflow: string,
+  ): Requirement[] {
     const ctx = this.ctx;
     if (raw === null) return [];
     const items = Array.isArray(raw) ? raw : [raw];
     const out: Requirement[] = [];
-    const add = (name: string, statuses: RequiredStatus[], loc: { container: unknown; key?: string | number }): void => {
+    const add = (
+      name: string,
+      statuses: RequiredStatus[],
+      loc: { container: unknown; key?: string | number },
+    ): void => {
       const targets = byName.get(name);
       if (!targets) {
         report(
@@ -700,8 +936,15 @@ class Compiler {
           const statuses: RequiredStatus[] = [];
           for (const s of list) {
             if (s === 'terminal') statuses.push(...ALL_STATUSES);
-            else if (typeof s === 'string' && (ALL_STATUSES as string[]).includes(s)) statuses.push(s as RequiredStatus);
-            else report(ctx, 'TORUS_E_CONFIG_SHAPE', `requires status ${JSON.stringify(s)} for ${name} is not one of ${[...ALL_STATUSES, 'terminal'].join(', ')}`, { container: item, key: name });
+            else if (typeof s === 'string' && (ALL_STATUSES as string[]).includes(s))
+              statuses.push(s as RequiredStatus);
+            else
+              report(
+                ctx,
+                'TORUS_E_CONFIG_SHAPE',
+                `requires status ${JSON.stringify(s)} for ${name} is not one of ${[...ALL_STATUSES, 'terminal'].join(', ')}`,
+                { container: item, key: name },
+              );
           }
           add(name, [...new Set(statuses)], { container: item, key: name });
         }
@@ -718,7 +961,12 @@ class Compiler {
       if (state.get(n) === 2) return false;
       if (state.get(n) === 1) {
         const cycle = [...path.slice(path.indexOf(n)), n];
-        report(this.ctx, 'TORUS_E_CONFIG_REQUIRES_CYCLE', `workflow ${workflow} has a requires cycle: ${cycle.join(' → ')}`, { container: wf, key: 'jobs' });
+        report(
+          this.ctx,
+          'TORUS_E_CONFIG_REQUIRES_CYCLE',
+          `workflow ${workflow} has a requires cycle: ${cycle.join(' → ')}`,
+          { container: wf, key: 'jobs' },
+        );
         return true;
       }
       state.set(n, 1);
@@ -735,14 +983,22 @@ class Compiler {
     const raw = wf.triggers;
     if (raw === undefined || raw === null) return [];
     if (!Array.isArray(raw)) {
-      report(this.ctx, 'TORUS_E_CONFIG_SHAPE', `triggers of workflow ${workflow} must be a list`, { container: wf, key: 'triggers' });
+      report(this.ctx, 'TORUS_E_CONFIG_SHAPE', `triggers of workflow ${workflow} must be a list`, {
+        container: wf,
+        key: 'triggers',
+      });
       return [];
     }
     const out: ScheduleTrigger[] = [];
     raw.forEach((t, i) => {
       const s = isMapValue(t) ? t.schedule : undefined;
       if (!isMapValue(s) || typeof s.cron !== 'string') {
-        report(this.ctx, 'TORUS_E_CONFIG_SHAPE', `trigger ${i + 1} of workflow ${workflow} needs schedule: {cron: "…"}`, { container: raw, key: i });
+        report(
+          this.ctx,
+          'TORUS_E_CONFIG_SHAPE',
+          `trigger ${i + 1} of workflow ${workflow} needs schedule: {cron: "…"}`,
+          { container: raw, key: i },
+        );
         return;
       }
       out.push({ cron: s.cron, filters: normalizeFilters(s.filters) });
@@ -762,7 +1018,9 @@ function workflowJobYaml(wj: WorkflowJob): Value {
   if (wj.type !== 'build') body.type = wj.type;
   if (wj.requires.length > 0) {
     body.requires = wj.requires.map((r) =>
-      r.statuses.length === 1 && r.statuses[0] === 'success' ? r.name : { [r.name]: r.statuses.length === 1 ? r.statuses[0]! : r.statuses },
+      r.statuses.length === 1 && r.statuses[0] === 'success'
+        ? r.name
+        : { [r.name]: r.statuses.length === 1 ? r.statuses[0]! : r.statuses },
     );
   }
   if (wj.filters.branches || wj.filters.tags) body.filters = filtersToYaml(wj.filters);
@@ -774,13 +1032,22 @@ function workflowJobYaml(wj: WorkflowJob): Value {
 function readVersion(ctx: Context, root: MapValue): '2' | '2.1' | undefined {
   const v = root.version;
   if (v === undefined || v === null) {
-    report(ctx, 'TORUS_E_CONFIG_VERSION', 'the config has no version: key', { container: root }, 'add version: 2.1 at the top of the file');
+    report(
+      ctx,
+      'TORUS_E_CONFIG_VERSION',
+      'the config has no version: key',
+      { container: root },
+      'add version: 2.1 at the top of the file',
+    );
     return undefined;
   }
   const text = String(v);
   if (text === '2' || text === '2.0') return '2';
   if (text === '2.1') return '2.1';
-  report(ctx, 'TORUS_E_CONFIG_VERSION', `version ${JSON.stringify(v)} is not supported (use 2, 2.0 or 2.1)`, { container: root, key: 'version' });
+  report(ctx, 'TORUS_E_CONFIG_VERSION', `version ${JSON.stringify(v)} is not supported (use 2, 2.0 or 2.1)`, {
+    container: root,
+    key: 'version',
+  });
   return undefined;
 }
 
@@ -789,12 +1056,20 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
   const file = opts.filename ?? DEFAULT_FILE;
   try {
     if (typeof source !== 'string') {
-      return { ok: false, errors: [configError('TORUS_E_CONFIG_YAML', 'config source must be text', file, undefined)] };
+      return {
+        ok: false,
+        errors: [configError('TORUS_E_CONFIG_YAML', 'config source must be text', file, undefined)],
+      };
     }
     const parsed = parseSource(source, file, opts.maxBytes);
     const ctx: Context = { file, sourceMap: parsed.sourceMap, errors: [] };
     if (!isMapValue(parsed.root)) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', parsed.root === null ? 'the config is empty' : 'the config must be a map at the top level', { line: 1, column: 1 });
+      report(
+        ctx,
+        'TORUS_E_CONFIG_SHAPE',
+        parsed.root === null ? 'the config is empty' : 'the config must be a map at the top level',
+        { line: 1, column: 1 },
+      );
       return { ok: false, errors: ctx.errors };
     }
     const version = readVersion(ctx, parsed.root);
@@ -802,16 +1077,38 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
     const compiler = new Compiler(ctx, parsed.root, version, opts);
     const result = await compiler.compile();
     if (!result || ctx.errors.length > 0) return { ok: false, errors: dedupe(ctx.errors) };
-    const processedYaml = stringify(result.processed, { aliasDuplicateObjects: false, lineWidth: 0, version: '1.1' });
+    const processedYaml = stringify(result.processed, {
+      aliasDuplicateObjects: false,
+      lineWidth: 0,
+      version: '1.1',
+    });
     return { ok: true, config: result.config, processedYaml };
   } catch (err) {
     if (err instanceof ConfigAbort) return { ok: false, errors: err.errors };
     if (err instanceof RangeError) {
-      return { ok: false, errors: [configError('TORUS_E_CONFIG_TOO_DEEP', `config is nested too deeply to compile (${err.message})`, file, undefined)] };
+      return {
+        ok: false,
+        errors: [
+          configError(
+            'TORUS_E_CONFIG_TOO_DEEP',
+            `config is nested too deeply to compile (${err.message})`,
+            file,
+            undefined,
+          ),
+        ],
+      };
     }
     return {
       ok: false,
-      errors: [configError('TORUS_E_CONFIG_INTERNAL', `internal compiler error: ${(err as Error)?.message ?? String(err)}`, file, undefined, 'please report this with the config')],
+      errors: [
+        configError(
+          'TORUS_E_CONFIG_INTERNAL',
+          `internal compiler error: ${(err as Error)?.message ?? String(err)}`,
+          file,
+          undefined,
+          'please report this with the config',
+        ),
+      ],
     };
   }
 }

@@ -33,14 +33,14 @@ function isPlainMap(v: Plain | undefined): v is { [k: string]: Plain } {
 }
 
 /** Builds the tree map of one directory (CircleCI's filetree.NewTree with the orb whitelist). */
-function packTree(dir: string, isRoot: boolean): { [k: string]: Plain } {
+function packTree(dir: string): { [k: string]: Plain } {
   const out: { [k: string]: Plain } = {};
   for (const name of readdirSync(dir).sort()) {
     if (name.startsWith('.')) continue;
     const path = join(dir, name);
     if (statSync(path).isDirectory()) {
       if (!PACKED_DIRS.has(name)) continue;
-      out[name] = { ...(isPlainMap(out[name]) ? out[name] : {}), ...packTree(path, false) };
+      out[name] = { ...(isPlainMap(out[name]) ? out[name] : {}), ...packTree(path) };
       continue;
     }
     const ext = extname(name);
@@ -54,7 +54,6 @@ function packTree(dir: string, isRoot: boolean): { [k: string]: Plain } {
     if (!isPlainMap(content)) throw new OrbPackError(`${path} must be a map`);
     out[basename(name, ext)] = content;
   }
-  void isRoot;
   return out;
 }
 
@@ -67,7 +66,8 @@ function inlineIncludes(value: Plain, root: string): Plain {
       if (!existsSync(file)) throw new OrbPackError(`include file ${m[1]} not found`);
       return readFileSync(file, 'utf8').replace(/<</g, '\\<<');
     }
-    if (ANY_INCLUDE.test(value)) throw new OrbPackError(`include statements must be the entire value: ${value.slice(0, 80)}`);
+    if (ANY_INCLUDE.test(value))
+      throw new OrbPackError(`include statements must be the entire value: ${value.slice(0, 80)}`);
     return value;
   }
   if (Array.isArray(value)) return value.map((v) => inlineIncludes(v, root));
@@ -81,8 +81,9 @@ function inlineIncludes(value: Plain, root: string): Plain {
 
 /** Packs an orb `src/` directory into the single YAML document `circleci orb pack` prints. */
 export function packOrb(srcDir: string): string {
-  if (!existsSync(join(srcDir, '@orb.yml'))) throw new OrbPackError('@orb.yml file not found, are you sure this is the Orb root?');
-  const tree = packTree(srcDir, true);
+  if (!existsSync(join(srcDir, '@orb.yml')))
+    throw new OrbPackError('@orb.yml file not found, are you sure this is the Orb root?');
+  const tree = packTree(srcDir);
   const orb: { [k: string]: Plain } = {};
   for (const key of ORB_KEYS) {
     const v = tree[key];
@@ -102,7 +103,8 @@ function readRefs(orbsDir: string): Map<string, RefRow> {
   const lines = readFileSync(join(orbsDir, 'REFS.tsv'), 'utf8').trim().split('\n').slice(1);
   for (const line of lines) {
     const [ref, , , version, savedAs, status] = line.split('\t');
-    if (ref && version && savedAs && savedAs !== '-' && status?.startsWith('saved')) refs.set(ref, { version, savedAs });
+    if (ref && version && savedAs && savedAs !== '-' && status?.startsWith('saved'))
+      refs.set(ref, { version, savedAs });
   }
   return refs;
 }
@@ -119,7 +121,9 @@ export function corpusOrbResolver(corpusDir = CORPUS_DIR): OrbResolver {
       let source = packed.get(row.savedAs);
       if (source === undefined) {
         const dir = join(orbsDir, row.savedAs);
-        source = existsSync(join(dir, 'orb.yml')) ? readFileSync(join(dir, 'orb.yml'), 'utf8') : packOrb(join(dir, 'src'));
+        source = existsSync(join(dir, 'orb.yml'))
+          ? readFileSync(join(dir, 'orb.yml'), 'utf8')
+          : packOrb(join(dir, 'src'));
         packed.set(row.savedAs, source);
       }
       return Promise.resolve({ version: row.version, source });

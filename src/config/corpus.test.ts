@@ -40,7 +40,10 @@ function readIndex(): Row[] {
 const resolver = present ? corpusOrbResolver() : undefined;
 
 async function compileFile(file: string, withOrbs = false): Promise<CompileResult> {
-  return compileConfig(readFileSync(join(CONFIGS, file), 'utf8'), withOrbs ? { orbResolver: resolver, pipelineValues: PIPELINE_VALUES } : {});
+  return compileConfig(
+    readFileSync(join(CONFIGS, file), 'utf8'),
+    withOrbs ? { orbResolver: resolver, pipelineValues: PIPELINE_VALUES } : {},
+  );
 }
 
 /** What an invalid row's reason must show up as in our errors. */
@@ -76,7 +79,9 @@ describe.skipIf(!present)('corpus', () => {
       if (!r.ok && (EXPECTED_PROBLEM[kind] ?? /./).test(text)) counts.invalidOk++;
       else failures.push(`${row.file} (${row.validity}): ${r.ok ? 'compiled' : text}`);
     }
-    console.log(`corpus without orbs: ${counts.validOk}/${counts.valid} valid compiled; ${counts.invalidOk}/${counts.invalid} invalid rejected; ${counts.uncertain} uncertain skipped`);
+    console.log(
+      `corpus without orbs: ${counts.validOk}/${counts.valid} valid compiled; ${counts.invalidOk}/${counts.invalid} invalid rejected; ${counts.uncertain} uncertain skipped`,
+    );
     expect(failures).toEqual([]);
     expect(counts.valid).toBeGreaterThan(40);
   });
@@ -104,20 +109,25 @@ describe.skipIf(!present)('corpus', () => {
     let missingImport = 0;
     const failures: string[] = [];
     for (const row of rows) {
-      if (!row.validity.startsWith('valid') || row.orbs.length === 0 || !corpusResolvesAll(row.orbs)) continue;
+      if (!row.validity.startsWith('valid') || row.orbs.length === 0 || !corpusResolvesAll(row.orbs))
+        continue;
       tried++;
       const r = await compileFile(row.file, true);
       if (r.ok) {
         compiled++;
         const again = await compileConfig(r.processedYaml);
-        if (!again.ok || again.processedYaml !== r.processedYaml) failures.push(`${row.file}: re-processing changed the output`);
+        if (!again.ok || again.processedYaml !== r.processedYaml)
+          failures.push(`${row.file}: re-processing changed the output`);
         continue;
       }
       // orbs whose own imports were never published as tags cannot be fully expanded (corpus README)
-      if (r.errors.every((e) => e.code === 'TORUS_E_CONFIG_UNKNOWN_ORB' && /imported by orb/.test(e.message))) missingImport++;
+      if (r.errors.every((e) => e.code === 'TORUS_E_CONFIG_UNKNOWN_ORB' && /imported by orb/.test(e.message)))
+        missingImport++;
       else failures.push(`${row.file}: ${r.errors.map((e) => `${e.code} ${e.message}`).join('; ')}`);
     }
-    console.log(`corpus with orbs: ${compiled}/${tried} compiled; ${missingImport} need an orb import the corpus lacks`);
+    console.log(
+      `corpus with orbs: ${compiled}/${tried} compiled; ${missingImport} need an orb import the corpus lacks`,
+    );
     expect(failures).toEqual([]);
     expect(compiled).toBeGreaterThan(15);
   });
@@ -127,7 +137,14 @@ describe.skipIf(!present)('corpus', () => {
     expect(r.ok).toBe(true);
     if (!r.ok) return;
     const wf = r.config.workflows.find((w) => w.name === 'tests')!;
-    expect(wf.jobs.map((j) => j.name)).toEqual(['test-latest', 'test-1.15', 'test-1.14', 'test-1.13', 'test-1.12', 'test-1.11']);
+    expect(wf.jobs.map((j) => j.name)).toEqual([
+      'test-latest',
+      'test-1.15',
+      'test-1.14',
+      'test-1.13',
+      'test-1.12',
+      'test-1.11',
+    ]);
     const job = r.config.jobs[wf.jobs[1]!.job!]!;
     expect(job.executor.type).toBe('docker');
     expect(job.executor.type === 'docker' && job.executor.images[0]!.image).toBe('circleci/golang:1.15');

@@ -24,7 +24,14 @@ export interface Namespace {
 }
 
 export function newNamespace(label: string): Namespace {
-  return { label, commands: new Map(), executors: new Map(), jobs: new Map(), orbs: new Map(), unresolvedOrbs: new Map() };
+  return {
+    label,
+    commands: new Map(),
+    executors: new Map(),
+    jobs: new Map(),
+    orbs: new Map(),
+    unresolvedOrbs: new Map(),
+  };
 }
 
 /** Registers the commands/executors/jobs of a config or orb body into a namespace. */
@@ -33,23 +40,36 @@ export function registerElements(ctx: Context, ns: Namespace, body: MapValue, ch
     const section = body[kind];
     if (section === undefined || section === null) continue;
     if (!isMapValue(section)) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', `${kind} must be a map of names to definitions`, { container: body, key: kind });
+      report(ctx, 'TORUS_E_CONFIG_SHAPE', `${kind} must be a map of names to definitions`, {
+        container: body,
+        key: kind,
+      });
       continue;
     }
     const lower = new Set<string>();
     for (const [name, def] of Object.entries(section)) {
       if (checkNames && !ELEMENT_NAME.test(name) && kind !== 'jobs') {
-        report(ctx, 'TORUS_E_CONFIG_INVALID_NAME', `${kind.slice(0, -1)} name "${name}" is invalid: names start with a letter and use letters, digits, "_" and "-"`, {
-          container: section,
-          key: name,
-        });
+        report(
+          ctx,
+          'TORUS_E_CONFIG_INVALID_NAME',
+          `${kind.slice(0, -1)} name "${name}" is invalid: names start with a letter and use letters, digits, "_" and "-"`,
+          {
+            container: section,
+            key: name,
+          },
+        );
       }
       if (kind === 'jobs') {
         if (lower.has(name.toLowerCase())) {
-          report(ctx, 'TORUS_E_CONFIG_DUPLICATE_NAME', `job name "${name}" differs from another job only by case; job names are unique case-insensitively`, {
-            container: section,
-            key: name,
-          });
+          report(
+            ctx,
+            'TORUS_E_CONFIG_DUPLICATE_NAME',
+            `job name "${name}" differs from another job only by case; job names are unique case-insensitively`,
+            {
+              container: section,
+              key: name,
+            },
+          );
         }
         lower.add(name.toLowerCase());
       }
@@ -57,4 +77,3 @@ export function registerElements(ctx: Context, ns: Namespace, body: MapValue, ch
     }
   }
 }
-

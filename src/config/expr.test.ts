@@ -75,5 +75,7 @@ describe('expressions', () => {
     expect(looksLikeExpression('parameters.x == "a"', 'parameters')).toBe(true);
     expect(looksLikeExpression('EOF', 'parameters')).toBe(false);
     expect(looksLikeExpression('parameters.x == pipeline.git.branch', 'parameters')).toBe(false);
+    expect(looksLikeExpression('parameters.x == pipeline.git.branch', 'parameters', ['pipeline'])).toBe(true);
+    expect(looksLikeExpression('pipeline.git.branch == "x"', 'parameters', ['pipeline'])).toBe(false);
   });
 });

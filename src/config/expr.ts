@@ -57,7 +57,12 @@ function tokenize(src: string): Token[] {
       i += j + 1;
       continue;
     }
-    if (rest[0] === '/' && tokens.length > 0 && tokens[tokens.length - 1]!.kind === 'op' && (tokens[tokens.length - 1] as { text: string }).text === 'matches') {
+    if (
+      rest[0] === '/' &&
+      tokens.length > 0 &&
+      tokens[tokens.length - 1]!.kind === 'op' &&
+      (tokens[tokens.length - 1] as { text: string }).text === 'matches'
+    ) {
       let j = 1;
       let s = '';
       while (j < rest.length && rest[j] !== '/') {
@@ -75,7 +80,8 @@ function tokenize(src: string): Token[] {
     if (id) {
       const text = id[0];
       if (text === 'true' || text === 'false') tokens.push({ kind: 'bool', value: text === 'true' });
-      else if (['and', 'or', 'not', 'AND', 'OR', 'NOT', 'starts-with', 'contains', 'matches'].includes(text)) tokens.push({ kind: 'op', text: text.toLowerCase() });
+      else if (['and', 'or', 'not', 'AND', 'OR', 'NOT', 'starts-with', 'contains', 'matches'].includes(text))
+        tokens.push({ kind: 'op', text: text.toLowerCase() });
       else tokens.push({ kind: 'id', text });
       i += text.length;
       continue;
@@ -85,8 +91,12 @@ function tokenize(src: string): Token[] {
   return tokens;
 }
 
-/** True when `inner` parses as an expression that uses a variable of the given namespace. */
-export function looksLikeExpression(inner: string, namespace: string): boolean {
+/** True when `inner` tokenizes as an expression using a variable of `namespace` (and only of it or `alsoAllowed`). */
+export function looksLikeExpression(
+  inner: string,
+  namespace: string,
+  alsoAllowed: readonly string[] = [],
+): boolean {
   if (inner.length > MAX_EXPRESSION_LENGTH) return false;
   let tokens: Token[];
   try {
@@ -96,7 +106,11 @@ export function looksLikeExpression(inner: string, namespace: string): boolean {
     return false;
   }
   const ids = tokens.filter((t): t is { kind: 'id'; text: string } => t.kind === 'id');
-  return ids.length > 0 && ids.every((t) => t.text.startsWith(`${namespace}.`)) && tokens.some((t) => t.kind === 'op');
+  return (
+    ids.some((t) => t.text.startsWith(`${namespace}.`)) &&
+    ids.every((t) => [namespace, ...alsoAllowed].some((ns) => t.text.startsWith(`${ns}.`))) &&
+    tokens.some((t) => t.kind === 'op')
+  );
 }
 
 /** `undefined` in the expr language: a variable present with a null value. */
@@ -226,10 +240,12 @@ function evaluateAst(ast: Ast, resolve: (name: string) => Value): ExprValue {
         }
         case 'starts-with':
         case 'contains':
-          if (typeof l !== 'string' || typeof r !== 'string') throw new ExpressionError(`${ast.op} needs strings on both sides`);
+          if (typeof l !== 'string' || typeof r !== 'string')
+            throw new ExpressionError(`${ast.op} needs strings on both sides`);
           return ast.op === 'contains' ? l.includes(r) : l.startsWith(r);
         default:
-          if (typeof l !== 'number' || typeof r !== 'number') throw new ExpressionError(`${ast.op} compares numbers only`);
+          if (typeof l !== 'number' || typeof r !== 'number')
+            throw new ExpressionError(`${ast.op} compares numbers only`);
           return ast.op === '>' ? l > r : ast.op === '>=' ? l >= r : ast.op === '<' ? l < r : l <= r;
       }
     }
@@ -243,13 +259,22 @@ export function evaluateExpression(src: string, resolve: (name: string) => Value
 }
 
 function truthyExpr(v: ExprValue): boolean {
-  return !(v === UNDEF || v === null || v === false || v === '' || v === 0 || (typeof v === 'number' && Number.isNaN(v)));
+  return !(
+    v === UNDEF ||
+    v === null ||
+    v === false ||
+    v === '' ||
+    v === 0 ||
+    (typeof v === 'number' && Number.isNaN(v))
+  );
 }
 
 /** Refuses nested quantifiers (`(a+)+`), the shape behind catastrophic backtracking in JS regexes. */
 export function safeFullMatch(pattern: string, value: string): boolean {
   if (pattern.length > 1000 || /\([^)]*[+*][^)]*\)[+*{]/.test(pattern)) {
-    throw new ExpressionError(`pattern /${pattern}/ is refused: nested quantifiers can take exponential time`);
+    throw new ExpressionError(
+      `pattern /${pattern}/ is refused: nested quantifiers can take exponential time`,
+    );
   }
   let re: RegExp;
   // Java-style leading inline flags, e.g. (?i), which JS regexes do not accept

@@ -1,6 +1,8 @@
 // The compiler's resource guards: hostile configs are refused quickly with a typed error, never a
 // crash, hang or stack overflow.
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { compileConfig } from './index.js';
 
 async function errorCodes(source: string, opts = {}): Promise<string[]> {
@@ -21,7 +23,8 @@ describe('guards', () => {
 
   it('refuses a YAML alias bomb quickly', async () => {
     const lines = ['version: 2.1', 'a0: &a0 ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]'];
-    for (let i = 1; i <= 9; i++) lines.push(`a${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(',')}]`);
+    for (let i = 1; i <= 9; i++)
+      lines.push(`a${i}: &a${i} [${Array.from({ length: 9 }, () => `*a${i - 1}`).join(',')}]`);
     lines.push('jobs: *a9');
     const started = Date.now();
     expect(await errorCodes(lines.join('\n'))).toEqual(['TORUS_E_CONFIG_ALIAS_LIMIT']);
@@ -37,6 +40,16 @@ describe('guards', () => {
     expect(await errorCodes(seq)).toEqual(['TORUS_E_CONFIG_TOO_DEEP']);
   });
 
+  it('does not mistake brackets or indentation inside scripts for nesting', async () => {
+    const script = Array.from({ length: 300 }, (_, i) => `${' '.repeat(10 + (i % 40))}echo "[{" ${i}`).join(
+      '\n',
+    );
+    const r = await compileConfig(
+      `version: 2.1\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps:\n      - run: |\n${script}\n`,
+    );
+    expect(r.ok).toBe(true);
+  });
+
   it('refuses a command that invokes itself, directly or through another', async () => {
     const direct = `version: 2.1\ncommands:\n  loop:\n    steps: [loop]\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [loop]\n`;
     const codes = await errorCodes(direct);
@@ -49,12 +62,64 @@ describe('guards', () => {
   });
 
   it('never throws, whatever it is given', async () => {
-    const inputs: unknown[] = [null, 42, '', '\u0000\u0001binary\uffff', '- just\n- a list', 'version: 2.1\njobs: 7', 'version: 2.1\nworkflows: [1]', '{{{{'];
+    const inputs: unknown[] = [
+      null,
+      42,
+      '',
+      '\u0000\u0001binary\uffff',
+      '- just\n- a list',
+      'version: 2.1\njobs: 7',
+      'version: 2.1\nworkflows: [1]',
+      '{{{{',
+    ];
     for (const input of inputs) {
       const r = await compileConfig(input as string);
       expect(r.ok).toBe(false);
       if (!r.ok) expect(r.errors[0]!.code).toMatch(/^TORUS_E_CONFIG_/);
     }
+  });
+
+  it('returns a result (never throws) for arbitrary config-shaped documents', async () => {
+    const scalar = fc.oneof(
+      fc.string({ maxLength: 12 }),
+      fc.integer(),
+      fc.boolean(),
+      fc.constant(null),
+      fc.constantFrom('<< parameters.x >>', '<< pipeline.git.branch >>', 'checkout', 'build'),
+    );
+    const key = fc.constantFrom(
+      'version',
+      'jobs',
+      'workflows',
+      'steps',
+      'docker',
+      'run',
+      'build',
+      'requires',
+      'matrix',
+      'parameters',
+      'commands',
+      'executor',
+      'when',
+      'x',
+    );
+    const value = fc.letrec((tie) => ({
+      node: fc.oneof(
+        { depthSize: 'small' },
+        scalar,
+        fc.array(tie('node'), { maxLength: 3 }),
+        fc.dictionary(key, tie('node'), { maxKeys: 4 }),
+      ),
+    })).node;
+    await fc.assert(
+      fc.asyncProperty(value, fc.constantFrom(2, 2.1, '2.0'), async (doc, version) => {
+        const body =
+          typeof doc === 'object' && doc !== null && !Array.isArray(doc) ? { version, ...doc } : doc;
+        const r = await compileConfig(stringify(body));
+        if (!r.ok) for (const e of r.errors) expect(e.code).toMatch(/^TORUS_E_CONFIG_(?!INTERNAL)/);
+      }),
+      { numRuns: 300 },
+    );
   });
 
   it('refuses regex patterns prone to catastrophic backtracking', async () => {

@@ -76,14 +76,60 @@ workflows:
     );
     if (!r.ok) throw new Error(r.errors.map((e) => e.message).join('\n'));
     const [local, hello, onVm] = r.config.workflows[0]!.jobs;
-    expect(r.config.jobs[local!.job!]!.executor).toEqual({ type: 'docker', images: [{ image: 'alpine:3.19', environment: {} }] });
-    expect(r.config.jobs[local!.job!]!.steps.map((s) => s.name)).toEqual(['echo hello world', 'touch /tmp/mark', "echo the config's greet"]);
+    expect(r.config.jobs[local!.job!]!.executor).toEqual({
+      type: 'docker',
+      images: [{ image: 'alpine:3.19', environment: {} }],
+    });
+    expect(r.config.jobs[local!.job!]!.steps.map((s) => s.name)).toEqual([
+      'echo hello world',
+      'touch /tmp/mark',
+      "echo the config's greet",
+    ]);
     // inside the orb, `greet` is the orb's command, not the config's
-    expect(r.config.jobs[hello!.job!]!.steps.map((s) => s.name)).toEqual(['Checkout code', 'echo hello world', 'touch /tmp/mark']);
+    expect(r.config.jobs[hello!.job!]!.steps.map((s) => s.name)).toEqual([
+      'Checkout code',
+      'echo hello world',
+      'touch /tmp/mark',
+    ]);
     expect(hello!.name).toBe('g/hello');
     // an executor passed from the config resolves in the config
     expect(r.config.jobs[onVm!.job!]!.executor).toEqual({ type: 'machine', image: 'ubuntu-2204:current' });
     expect(r.processedYaml).not.toMatch(/orbs:/);
+  });
+
+  it('follows element aliases between orbs and override-with', async () => {
+    const r = await compileConfig(
+      `version: 2.1
+orbs:
+  tools:
+    orbs:
+      util: acme/util@1.0.0
+    commands:
+      mark: util/mark
+    jobs:
+      lint:
+        docker: [{image: alpine}]
+        steps: [mark]
+jobs:
+  lint:
+    docker: [{image: alpine}]
+    steps: [run: local lint]
+  test:
+    docker: [{image: alpine}]
+    steps: [run: local test]
+workflows:
+  w:
+    jobs:
+      - lint: {override-with: tools/lint}
+      - test: {override-with: tools/test}
+`,
+      { orbResolver: resolver({ 'acme/util@1.0.0': UTIL }) },
+    );
+    if (!r.ok) throw new Error(r.errors.map((e) => e.message).join('\n'));
+    const [lint, test] = r.config.workflows[0]!.jobs;
+    expect(lint!.name).toBe('lint');
+    expect(r.config.jobs[lint!.job!]!.steps.map((s) => s.name)).toEqual(['touch /tmp/mark']);
+    expect(r.config.jobs[test!.job!]!.steps.map((s) => s.name)).toEqual(['local test']);
   });
 
   it('supports inline orbs', async () => {
@@ -107,20 +153,27 @@ jobs:
 
   it('reports an orb the resolver does not know, naming it and how to import it', async () => {
     const res = resolver({});
-    const r = await compileConfig(`version: 2.1\norbs:\n  node: circleci/node@5.1.0\njobs:\n  build:\n    executor: node/default\n    steps: [checkout]\n`, {
-      orbResolver: res,
-    });
+    const r = await compileConfig(
+      `version: 2.1\norbs:\n  node: circleci/node@5.1.0\njobs:\n  build:\n    executor: node/default\n    steps: [checkout]\n`,
+      {
+        orbResolver: res,
+      },
+    );
     expect(res.asked).toEqual(['circleci/node@5.1.0']);
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.errors).toHaveLength(1);
     expect(r.errors[0]!.code).toBe('TORUS_E_CONFIG_UNKNOWN_ORB');
-    expect(r.errors[0]!.message).toMatch(/config\.yml:3:3: orb circleci\/node@5\.1\.0 \(alias "node"\) was not found/);
+    expect(r.errors[0]!.message).toMatch(
+      /config\.yml:3:3: orb circleci\/node@5\.1\.0 \(alias "node"\) was not found/,
+    );
     expect(r.errors[0]!.hint).toBe('import it with: torus admin import-orb circleci/node@5.1.0');
   });
 
   it('reports an undeclared orb alias', async () => {
-    const r = await compileConfig(`version: 2.1\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [aws/setup]\n`);
+    const r = await compileConfig(
+      `version: 2.1\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [aws/setup]\n`,
+    );
     expect(r.ok === false && r.errors[0]!.code).toBe('TORUS_E_CONFIG_UNKNOWN_ORB');
     expect(r.ok === false && r.errors[0]!.message).toMatch(/alias "aws", which is not declared/);
   });
@@ -136,13 +189,20 @@ jobs:
   });
 
   it('reports errors inside an orb at the orb source position', async () => {
-    const r = await compileConfig(`version: 2.1\norbs:\n  b: acme/broken@1.0.0\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [b/go]\n`, {
-      orbResolver: resolver({ 'acme/broken@1.0.0': 'version: 2.1\ncommands:\n  go:\n    steps:\n      - nothing-here\n' }),
-    });
+    const r = await compileConfig(
+      `version: 2.1\norbs:\n  b: acme/broken@1.0.0\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [b/go]\n`,
+      {
+        orbResolver: resolver({
+          'acme/broken@1.0.0': 'version: 2.1\ncommands:\n  go:\n    steps:\n      - nothing-here\n',
+        }),
+      },
+    );
     expect(r.ok).toBe(false);
     if (r.ok) return;
     expect(r.errors[0]!.code).toBe('TORUS_E_CONFIG_UNKNOWN_COMMAND');
-    expect(r.errors[0]!.message).toMatch(/^orb acme\/broken@1\.0\.0:5:9: command "nothing-here" is not defined in orb b/);
+    expect(r.errors[0]!.message).toMatch(
+      /^orb acme\/broken@1\.0\.0:5:9: command "nothing-here" is not defined in orb b/,
+    );
   });
 });
 
@@ -155,16 +215,22 @@ describe('packOrb', () => {
     mkdirSync(join(dir, 'scripts'));
     mkdirSync(join(dir, 'tests'));
     writeFileSync(join(dir, '@orb.yml'), 'version: 2.1\ndescription: demo\nunknown-key: dropped\n');
-    writeFileSync(join(dir, 'commands', 'greet.yml'), 'parameters:\n  who: {type: string, default: x}\nsteps:\n  - run:\n      environment: {WHO: << parameters.who >>}\n      command: <<include(scripts/greet.sh)>>\n');
+    writeFileSync(
+      join(dir, 'commands', 'greet.yml'),
+      'parameters:\n  who: {type: string, default: x}\nsteps:\n  - run:\n      environment: {WHO: << parameters.who >>}\n      command: <<include(scripts/greet.sh)>>\n',
+    );
     writeFileSync(join(dir, 'scripts', 'greet.sh'), 'cat <<EOF\nhello $WHO << not a param >>\nEOF\n');
     writeFileSync(join(dir, 'tests', 'ignored.yml'), 'jobs: {x: {}}\n');
     const packed = parse(packOrb(dir)) as Record<string, unknown>;
     expect(Object.keys(packed).sort()).toEqual(['commands', 'description', 'version']);
     const text = packOrb(dir);
     expect(text).toContain('\\<<EOF');
-    const r = await compileConfig(`version: 2.1\norbs:\n  d: acme/demo@1.0.0\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [{d/greet: {who: me}}]\n`, {
-      orbResolver: resolver({ 'acme/demo@1.0.0': text }),
-    });
+    const r = await compileConfig(
+      `version: 2.1\norbs:\n  d: acme/demo@1.0.0\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [{d/greet: {who: me}}]\n`,
+      {
+        orbResolver: resolver({ 'acme/demo@1.0.0': text }),
+      },
+    );
     if (!r.ok) throw new Error(r.errors.map((e) => e.message).join('\n'));
     const step = r.config.jobs.build!.steps[0] as { command: string; environment: Record<string, string> };
     expect(step.command).toBe('cat <<EOF\nhello $WHO << not a param >>\nEOF\n');

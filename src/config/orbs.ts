@@ -22,36 +22,63 @@ function importHint(ref: string): string {
 }
 
 /** Loads the orbs declared in `orbsValue` into `ns.orbs`; reports unknown or malformed ones. */
-export async function loadOrbs(o: OrbLoadContext, ns: Namespace, orbsValue: Value, container: MapValue, depth: number): Promise<void> {
+export async function loadOrbs(
+  o: OrbLoadContext,
+  ns: Namespace,
+  orbsValue: Value,
+  container: MapValue,
+  depth: number,
+): Promise<void> {
   const ctx = o.ctx;
   o.cache ??= new Map();
   if (!isMapValue(orbsValue)) {
-    report(ctx, 'TORUS_E_CONFIG_SHAPE', 'orbs must be a map of alias: namespace/orb@version', { container, key: 'orbs' });
+    report(ctx, 'TORUS_E_CONFIG_SHAPE', 'orbs must be a map of alias: namespace/orb@version', {
+      container,
+      key: 'orbs',
+    });
     return;
   }
   if (depth > MAX_ORB_DEPTH) {
-    report(ctx, 'TORUS_E_CONFIG_TOO_DEEP', `orbs import each other more than ${MAX_ORB_DEPTH} levels deep`, { container, key: 'orbs' });
+    report(ctx, 'TORUS_E_CONFIG_TOO_DEEP', `orbs import each other more than ${MAX_ORB_DEPTH} levels deep`, {
+      container,
+      key: 'orbs',
+    });
     return;
   }
   for (const [alias, rawRef] of Object.entries(orbsValue)) {
     const where = { container: orbsValue, key: alias };
     // pipeline parameters may pick the orb version (only at the config's own level)
-    const refValue = depth === 0 && typeof rawRef === 'string' ? substitute(ctx, rawRef, o.pipelinePass, orbsValue, alias) : rawRef;
+    const refValue =
+      depth === 0 && typeof rawRef === 'string'
+        ? substitute(ctx, rawRef, o.pipelinePass, orbsValue, alias)
+        : rawRef;
     if (isMapValue(refValue)) {
       const inline = newNamespace(ns.label === 'config' ? alias : `${ns.label}/${alias}`);
-      if (refValue.orbs !== undefined && refValue.orbs !== null) await loadOrbs(o, inline, refValue.orbs, refValue, depth + 1);
+      if (refValue.orbs !== undefined && refValue.orbs !== null)
+        await loadOrbs(o, inline, refValue.orbs, refValue, depth + 1);
       registerElements(ctx, inline, refValue, true);
       ns.orbs.set(alias, inline);
       continue;
     }
     if (typeof refValue !== 'string' || !ORB_REF.test(refValue)) {
-      report(ctx, 'TORUS_E_CONFIG_SHAPE', `orb ${alias}: ${JSON.stringify(refValue)} is not a reference like namespace/orb@1.2.3`, where);
+      report(
+        ctx,
+        'TORUS_E_CONFIG_SHAPE',
+        `orb ${alias}: ${JSON.stringify(refValue)} is not a reference like namespace/orb@1.2.3`,
+        where,
+      );
       continue;
     }
     const ref = refValue;
     if (!o.resolver) {
       ns.unresolvedOrbs.set(alias, ref);
-      report(ctx, 'TORUS_E_CONFIG_UNKNOWN_ORB', `orb ${ref} (alias "${alias}") is not available: this server has no orb registry configured`, where, importHint(ref));
+      report(
+        ctx,
+        'TORUS_E_CONFIG_UNKNOWN_ORB',
+        `orb ${ref} (alias "${alias}") is not available: this server has no orb registry configured`,
+        where,
+        importHint(ref),
+      );
       continue;
     }
     let orbNs = o.cache.get(ref);
@@ -65,7 +92,8 @@ export async function loadOrbs(o: OrbLoadContext, ns: Namespace, orbsValue: Valu
           if (isMapValue(parsed.root)) {
             orbNs = newNamespace(ns.label === 'config' ? alias : `${ns.label}/${alias}`);
             o.cache.set(ref, orbNs);
-            if (parsed.root.orbs !== undefined && parsed.root.orbs !== null) await loadOrbs(o, orbNs, parsed.root.orbs, parsed.root, depth + 1);
+            if (parsed.root.orbs !== undefined && parsed.root.orbs !== null)
+              await loadOrbs(o, orbNs, parsed.root.orbs, parsed.root, depth + 1);
             registerElements(ctx, orbNs, parsed.root, false);
           } else {
             report(ctx, 'TORUS_E_CONFIG_SHAPE', `orb ${ref} is not a map`, where);
@@ -82,7 +110,13 @@ export async function loadOrbs(o: OrbLoadContext, ns: Namespace, orbsValue: Valu
       ns.unresolvedOrbs.set(alias, ref);
       // an orb's own imports are reported only if something uses them (see Compiler.lookup)
       if (depth > 0) continue;
-      report(ctx, 'TORUS_E_CONFIG_UNKNOWN_ORB', `orb ${ref} (alias "${alias}") was not found`, where, importHint(ref));
+      report(
+        ctx,
+        'TORUS_E_CONFIG_UNKNOWN_ORB',
+        `orb ${ref} (alias "${alias}") was not found`,
+        where,
+        importHint(ref),
+      );
     }
   }
 }

@@ -33,7 +33,15 @@ export function isMapValue(v: unknown): v is MapValue {
 /** CircleCI names: a letter, then letters, digits, `_` and `-`. */
 export const ELEMENT_NAME = /^[A-Za-z][A-Za-z0-9_-]*$/;
 const ENV_VAR_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const PARAMETER_TYPES = new Set(['string', 'boolean', 'integer', 'enum', 'env_var_name', 'steps', 'executor']);
+const PARAMETER_TYPES = new Set([
+  'string',
+  'boolean',
+  'integer',
+  'enum',
+  'env_var_name',
+  'steps',
+  'executor',
+]);
 const PIPELINE_PARAMETER_TYPES = new Set(['string', 'boolean', 'integer', 'enum']);
 
 export interface ParameterDecl {
@@ -45,7 +53,12 @@ export interface ParameterDecl {
 }
 
 /** Reads a `parameters:` map; reports malformed declarations. */
-export function readParameterDecls(ctx: Context, raw: Value | undefined, owner: string, pipeline = false): Map<string, ParameterDecl> {
+export function readParameterDecls(
+  ctx: Context,
+  raw: Value | undefined,
+  owner: string,
+  pipeline = false,
+): Map<string, ParameterDecl> {
   const decls = new Map<string, ParameterDecl>();
   if (raw === undefined || raw === null) return decls;
   if (!isMapValue(raw)) {
@@ -55,34 +68,69 @@ export function readParameterDecls(ctx: Context, raw: Value | undefined, owner: 
   for (const [name, spec] of Object.entries(raw)) {
     const where = { container: raw, key: name };
     if (!ELEMENT_NAME.test(name)) {
-      report(ctx, 'TORUS_E_CONFIG_INVALID_NAME', `parameter name "${name}" of ${owner} is invalid: names start with a letter and use letters, digits, "_" and "-"`, where);
+      report(
+        ctx,
+        'TORUS_E_CONFIG_INVALID_NAME',
+        `parameter name "${name}" of ${owner} is invalid: names start with a letter and use letters, digits, "_" and "-"`,
+        where,
+      );
       continue;
     }
     if (!isMapValue(spec) || typeof spec.type !== 'string') {
-      report(ctx, 'TORUS_E_CONFIG_PARAMETER_DECLARATION', `parameter "${name}" of ${owner} needs a "type"`, where);
+      report(
+        ctx,
+        'TORUS_E_CONFIG_PARAMETER_DECLARATION',
+        `parameter "${name}" of ${owner} needs a "type"`,
+        where,
+      );
       continue;
     }
     const types = pipeline ? PIPELINE_PARAMETER_TYPES : PARAMETER_TYPES;
     if (!types.has(spec.type)) {
-      report(ctx, 'TORUS_E_CONFIG_PARAMETER_DECLARATION', `parameter "${name}" of ${owner} has unknown type "${spec.type}" (allowed: ${[...types].join(', ')})`, where);
+      report(
+        ctx,
+        'TORUS_E_CONFIG_PARAMETER_DECLARATION',
+        `parameter "${name}" of ${owner} has unknown type "${spec.type}" (allowed: ${[...types].join(', ')})`,
+        where,
+      );
       continue;
     }
-    const decl: ParameterDecl = { name, type: spec.type, hasDefault: 'default' in spec, default: spec.default ?? null };
+    const decl: ParameterDecl = {
+      name,
+      type: spec.type,
+      hasDefault: 'default' in spec,
+      default: spec.default ?? null,
+    };
     if (spec.type === 'enum') {
       if (!Array.isArray(spec.enum) || spec.enum.length === 0) {
-        report(ctx, 'TORUS_E_CONFIG_PARAMETER_DECLARATION', `enum parameter "${name}" of ${owner} needs a non-empty "enum" list`, where);
+        report(
+          ctx,
+          'TORUS_E_CONFIG_PARAMETER_DECLARATION',
+          `enum parameter "${name}" of ${owner} needs a non-empty "enum" list`,
+          where,
+        );
         continue;
       }
       decl.enum = spec.enum;
     }
     if (pipeline && !decl.hasDefault) {
-      report(ctx, 'TORUS_E_CONFIG_PARAMETER_DECLARATION', `pipeline parameter "${name}" needs a default`, where);
+      report(
+        ctx,
+        'TORUS_E_CONFIG_PARAMETER_DECLARATION',
+        `pipeline parameter "${name}" needs a default`,
+        where,
+      );
       continue;
     }
     if (decl.hasDefault && !(spec.type === 'steps' && spec.default === null)) {
       const checked = checkArgument(decl, spec.default ?? null);
       if (!checked.ok) {
-        report(ctx, 'TORUS_E_CONFIG_PARAMETER_TYPE', `default of parameter "${name}" of ${owner}: ${checked.message}`, { container: spec, key: 'default' });
+        report(
+          ctx,
+          'TORUS_E_CONFIG_PARAMETER_TYPE',
+          `default of parameter "${name}" of ${owner}: ${checked.message}`,
+          { container: spec, key: 'default' },
+        );
         continue;
       }
       decl.default = checked.value;
@@ -105,15 +153,20 @@ export function checkArgument(decl: ParameterDecl, value: Value): Checked {
       if (typeof value === 'string') return { ok: true, value };
       if (typeof value === 'number') return { ok: true, value: String(value) };
       if (value === null) return { ok: true, value: '' };
-      return { ok: false, message: `expected a string, got ${show}${typeof value === 'boolean' ? ' (quote it to pass the text)' : ''}` };
+      return {
+        ok: false,
+        message: `expected a string, got ${show}${typeof value === 'boolean' ? ' (quote it to pass the text)' : ''}`,
+      };
     case 'boolean':
       if (typeof value === 'boolean') return { ok: true, value };
       if (typeof value === 'string' && TRUE_WORDS.has(value.toLowerCase())) return { ok: true, value: true };
-      if (typeof value === 'string' && FALSE_WORDS.has(value.toLowerCase())) return { ok: true, value: false };
+      if (typeof value === 'string' && FALSE_WORDS.has(value.toLowerCase()))
+        return { ok: true, value: false };
       return { ok: false, message: `expected a boolean, got ${show}` };
     case 'integer':
       if (typeof value === 'number' && Number.isInteger(value)) return { ok: true, value };
-      if (typeof value === 'string' && /^-?\d+$/.test(value.trim())) return { ok: true, value: Number(value.trim()) };
+      if (typeof value === 'string' && /^-?\d+$/.test(value.trim()))
+        return { ok: true, value: Number(value.trim()) };
       return { ok: false, message: `expected an integer, got ${show}` };
     case 'enum': {
       const members = decl.enum ?? [];
@@ -156,7 +209,9 @@ export function resolveArguments(
       'TORUS_E_CONFIG_UNEXPECTED_ARGUMENT',
       `Unexpected argument(s) for ${owner}: ${unexpected.join(', ')}`,
       { container: args, key: unexpected[0] },
-      decls.size > 0 ? `${owner} declares: ${[...decls.keys()].join(', ')}` : `${owner} declares no parameters`,
+      decls.size > 0
+        ? `${owner} declares: ${[...decls.keys()].join(', ')}`
+        : `${owner} declares no parameters`,
     );
   }
   for (const decl of decls.values()) {
@@ -164,13 +219,24 @@ export function resolveArguments(
       const checked = checkArgument(decl, args[decl.name] ?? null);
       if (checked.ok) values[decl.name] = checked.value;
       else {
-        report(ctx, 'TORUS_E_CONFIG_PARAMETER_TYPE', `argument "${decl.name}" of ${owner}: ${checked.message}`, { container: args, key: decl.name });
+        report(
+          ctx,
+          'TORUS_E_CONFIG_PARAMETER_TYPE',
+          `argument "${decl.name}" of ${owner}: ${checked.message}`,
+          { container: args, key: decl.name },
+        );
         values[decl.name] = decl.default;
       }
     } else if (decl.hasDefault) {
       values[decl.name] = decl.type === 'steps' && decl.default === null ? [] : decl.default;
     } else {
-      report(ctx, 'TORUS_E_CONFIG_MISSING_PARAMETER', `missing required argument "${decl.name}" for ${owner}`, where, `pass ${decl.name}: <${decl.type}> where ${owner} is used`);
+      report(
+        ctx,
+        'TORUS_E_CONFIG_MISSING_PARAMETER',
+        `missing required argument "${decl.name}" for ${owner}`,
+        where,
+        `pass ${decl.name}: <${decl.type}> where ${owner} is used`,
+      );
       values[decl.name] = decl.type === 'steps' ? [] : null;
     }
   }
@@ -184,13 +250,21 @@ export interface SubstitutionPass {
   values: Map<string, Value>;
   /** what the scope is, for error messages ("job build") */
   owner: string;
+  /** pipeline values, so expressions may mix them with parameters (`parameters.env == pipeline.git.branch`) */
+  pipeline?: Map<string, Value>;
 }
 
 const REFERENCE = /(\\?)<<\s*((?:(?!<<|>>)[\s\S])*?)\s*>>/g;
 const SIMPLE_NAME = /^(pipeline|parameters|matrix)(\.[A-Za-z0-9_-]+)+$/;
 
 function namespaceOf(name: string): string {
-  return name.startsWith('pipeline.') ? 'pipeline' : name.startsWith('parameters.') ? 'parameters' : name.startsWith('matrix.') ? 'matrix' : '';
+  return name.startsWith('pipeline.')
+    ? 'pipeline'
+    : name.startsWith('parameters.')
+      ? 'parameters'
+      : name.startsWith('matrix.')
+        ? 'matrix'
+        : '';
 }
 
 /** Text form of a value interpolated into a larger string. */
@@ -206,7 +280,13 @@ export function renderScalar(v: Value): string {
  * yields the typed value; inside a longer string it is interpolated as text. `\<<` is left alone
  * (unescaped once, at the end of compilation). Inserted values are not scanned again.
  */
-export function substitute(ctx: Context, value: Value, pass: SubstitutionPass, container?: unknown, key?: string | number): Value {
+export function substitute(
+  ctx: Context,
+  value: Value,
+  pass: SubstitutionPass,
+  container?: unknown,
+  key?: string | number,
+): Value {
   if (typeof value === 'string') return substituteString(ctx, value, pass, container, key);
   if (Array.isArray(value)) {
     const out = value.map((v, i) => substitute(ctx, v, pass, value, i));
@@ -215,7 +295,11 @@ export function substitute(ctx: Context, value: Value, pass: SubstitutionPass, c
   }
   if (isMapValue(value)) {
     const out: MapValue = {};
-    for (const [k, v] of Object.entries(value)) out[k] = substitute(ctx, v, pass, value, k);
+    for (const [k, v] of Object.entries(value)) {
+      // keys may hold references too (`environment: {<< parameters.var >>: x}`)
+      const key = k.includes('<<') ? renderScalar(substituteString(ctx, k, pass, value, k)) : k;
+      out[key] = substitute(ctx, v, pass, value, k);
+    }
     ctx.sourceMap.copy(value, out);
     return out;
   }
@@ -247,11 +331,22 @@ export function isKnownPipelineValue(name: string): boolean {
   return root !== 'parameters' && PIPELINE_VALUE_ROOTS.has(root);
 }
 
-function lookup(ctx: Context, name: string, pass: SubstitutionPass, where: { container: unknown; key?: string | number }): Value | undefined {
+function lookup(
+  ctx: Context,
+  name: string,
+  pass: SubstitutionPass,
+  where: { container: unknown; key?: string | number },
+): Value | undefined {
   if (pass.values.has(name)) return pass.values.get(name) ?? null;
   if (pass.kind === 'pipeline' && isKnownPipelineValue(name)) return ''; // known-but-absent pipeline values are empty
   if (pass.kind === 'pipeline' && !name.startsWith('pipeline.parameters.')) {
-    report(ctx, 'TORUS_E_CONFIG_UNDECLARED_PARAMETER', `unknown pipeline value ${name}`, where, 'see the pipeline values reference: pipeline.id, pipeline.number, pipeline.git.branch, pipeline.git.tag, pipeline.project.*, pipeline.trigger_source, …');
+    report(
+      ctx,
+      'TORUS_E_CONFIG_UNDECLARED_PARAMETER',
+      `unknown pipeline value ${name}`,
+      where,
+      'see the pipeline values reference: pipeline.id, pipeline.number, pipeline.git.branch, pipeline.git.tag, pipeline.project.*, pipeline.trigger_source, …',
+    );
     return undefined;
   }
   const shown = name;
@@ -269,7 +364,13 @@ function lookup(ctx: Context, name: string, pass: SubstitutionPass, where: { con
   return undefined;
 }
 
-function substituteString(ctx: Context, text: string, pass: SubstitutionPass, container: unknown, key: string | number | undefined): Value {
+function substituteString(
+  ctx: Context,
+  text: string,
+  pass: SubstitutionPass,
+  container: unknown,
+  key: string | number | undefined,
+): Value {
   if (!text.includes('<<')) return text;
   const where = { container, key };
   REFERENCE.lastIndex = 0;
@@ -281,7 +382,7 @@ function substituteString(ctx: Context, text: string, pass: SubstitutionPass, co
       const v = lookup(ctx, inner, pass, where);
       return v === undefined ? text : v;
     }
-    if (looksLikeExpression(inner, pass.kind)) {
+    if (looksLikeExpression(inner, pass.kind, pass.pipeline ? ['pipeline'] : [])) {
       const v = evaluate(ctx, inner, pass, where);
       return v === undefined ? text : v;
     }
@@ -294,7 +395,7 @@ function substituteString(ctx: Context, text: string, pass: SubstitutionPass, co
       const v = lookup(ctx, inner, pass, where);
       return v === undefined ? match : renderScalar(v);
     }
-    if (looksLikeExpression(inner, pass.kind)) {
+    if (looksLikeExpression(inner, pass.kind, pass.pipeline ? ['pipeline'] : [])) {
       const v = evaluate(ctx, inner, pass, where);
       return v === undefined ? match : renderScalar(v);
     }
@@ -302,9 +403,19 @@ function substituteString(ctx: Context, text: string, pass: SubstitutionPass, co
   });
 }
 
-function evaluate(ctx: Context, inner: string, pass: SubstitutionPass, where: { container: unknown; key?: string | number }): Value | undefined {
+function evaluate(
+  ctx: Context,
+  inner: string,
+  pass: SubstitutionPass,
+  where: { container: unknown; key?: string | number },
+): Value | undefined {
   try {
     return evaluateExpression(inner, (name) => {
+      if (pass.pipeline && namespaceOf(name) === 'pipeline') {
+        if (pass.pipeline.has(name)) return pass.pipeline.get(name) ?? null;
+        if (isKnownPipelineValue(name)) return null;
+        throw new ExpressionError(`unknown variable ${name}`);
+      }
       if (namespaceOf(name) !== pass.kind) throw new ExpressionError(`${name} is not available here`);
       if (pass.values.has(name)) return pass.values.get(name) ?? null;
       if (pass.kind === 'pipeline' && isKnownPipelineValue(name)) return null;
@@ -341,19 +452,34 @@ export function truthy(v: Value): boolean {
 const MAX_LOGIC_DEPTH = 100;
 
 /** Evaluates a logic statement (`when`/`unless` condition) whose references are already substituted. */
-export function evaluateLogic(ctx: Context, stmt: Value, where: { container: unknown; key?: string | number }, depth = 0): boolean {
+export function evaluateLogic(
+  ctx: Context,
+  stmt: Value,
+  where: { container: unknown; key?: string | number },
+  depth = 0,
+): boolean {
   if (depth > MAX_LOGIC_DEPTH) {
     report(ctx, 'TORUS_E_CONFIG_LOGIC', `logic statement nested more than ${MAX_LOGIC_DEPTH} levels`, where);
     return false;
   }
   if (Array.isArray(stmt)) {
-    report(ctx, 'TORUS_E_CONFIG_LOGIC', 'a logic statement cannot be a list; use and: [...] or or: [...]', where);
+    report(
+      ctx,
+      'TORUS_E_CONFIG_LOGIC',
+      'a logic statement cannot be a list; use and: [...] or or: [...]',
+      where,
+    );
     return false;
   }
   if (!isMapValue(stmt)) return truthy(stmt);
   const keys = Object.keys(stmt);
   if (keys.length !== 1) {
-    report(ctx, 'TORUS_E_CONFIG_LOGIC', `a logic statement has exactly one of and, or, not, equal, matches (got ${keys.join(', ') || 'nothing'})`, where);
+    report(
+      ctx,
+      'TORUS_E_CONFIG_LOGIC',
+      `a logic statement has exactly one of and, or, not, equal, matches (got ${keys.join(', ') || 'nothing'})`,
+      where,
+    );
     return false;
   }
   const op = keys[0]!;
@@ -373,11 +499,15 @@ export function evaluateLogic(ctx: Context, stmt: Value, where: { container: unk
   switch (op) {
     case 'and': {
       const items = list();
-      return items ? items.map((s) => evaluateLogic(ctx, s, { container: arg }, depth + 1)).every(Boolean) : false;
+      return items
+        ? items.map((s) => evaluateLogic(ctx, s, { container: arg }, depth + 1)).every(Boolean)
+        : false;
     }
     case 'or': {
       const items = list();
-      return items ? items.map((s) => evaluateLogic(ctx, s, { container: arg }, depth + 1)).some(Boolean) : false;
+      return items
+        ? items.map((s) => evaluateLogic(ctx, s, { container: arg }, depth + 1)).some(Boolean)
+        : false;
     }
     case 'not':
       return !evaluateLogic(ctx, arg, inner, depth + 1);
@@ -395,21 +525,41 @@ export function evaluateLogic(ctx: Context, stmt: Value, where: { container: unk
       return matchesWhole(ctx, arg.pattern, renderScalar(arg.value ?? null), inner);
     }
     default:
-      report(ctx, 'TORUS_E_CONFIG_LOGIC', `unknown logic operator "${op}" (use and, or, not, equal, matches)`, inner);
+      report(
+        ctx,
+        'TORUS_E_CONFIG_LOGIC',
+        `unknown logic operator "${op}" (use and, or, not, equal, matches)`,
+        inner,
+      );
       return false;
   }
 }
 
 /** Full-string regex match with a guard against patterns prone to catastrophic backtracking. */
-export function matchesWhole(ctx: Context, pattern: string, value: string, where: { container: unknown; key?: string | number }): boolean {
+export function matchesWhole(
+  ctx: Context,
+  pattern: string,
+  value: string,
+  where: { container: unknown; key?: string | number },
+): boolean {
   if (pattern.length > 1000 || /\([^)]*[+*][^)]*\)[+*{]/.test(pattern)) {
-    report(ctx, 'TORUS_E_CONFIG_LOGIC', `pattern ${JSON.stringify(pattern)} is refused: nested quantifiers can take exponential time`, where);
+    report(
+      ctx,
+      'TORUS_E_CONFIG_LOGIC',
+      `pattern ${JSON.stringify(pattern)} is refused: nested quantifiers can take exponential time`,
+      where,
+    );
     return false;
   }
   try {
     return new RegExp(`^(?:${pattern})$`, 'u').test(value.slice(0, 10_000));
   } catch (err) {
-    report(ctx, 'TORUS_E_CONFIG_LOGIC', `invalid pattern ${JSON.stringify(pattern)}: ${(err as Error).message}`, where);
+    report(
+      ctx,
+      'TORUS_E_CONFIG_LOGIC',
+      `invalid pattern ${JSON.stringify(pattern)}: ${(err as Error).message}`,
+      where,
+    );
     return false;
   }
 }

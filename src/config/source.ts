@@ -1,7 +1,21 @@
 // Reading config text: size and nesting guards, YAML parsing (the `yaml` library, YAML 1.1 like
 // CircleCI's SnakeYAML: merge keys, yes/no booleans), and conversion to plain JS values that remember
 // where in the file each map key and list item came from, so later stages can report locations.
-import { isAlias, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, type Document, type Node, type ScalarTag, type Tags } from 'yaml';
+import {
+  isAlias,
+  isMap,
+  isPair,
+  isScalar,
+  isSeq,
+  LineCounter,
+  parseDocument,
+  visit,
+  type Alias,
+  type Document,
+  type Node,
+  type ScalarTag,
+  type Tags,
+} from 'yaml';
 import { ConfigAbort, configError, type Position } from './errors.js';
 
 /** Plain data as it comes out of YAML. */
@@ -81,22 +95,29 @@ export interface ParsedSource {
 /**
  * Refuses nesting deeper than MAX_NESTING_DEPTH before the YAML parser sees it: the parser recurses
  * per level and would take seconds (or overflow the stack) on a hostile 10,000-level document.
- * Counts indentation levels of block lines plus open flow brackets; both over-estimate slightly
- * (a bracket inside a string counts), which is harmless at this limit.
+ * Counts indentation levels of block lines plus open flow brackets, skipping block scalar text;
+ * a bracket inside a quoted string still counts, which is harmless at this limit.
  */
 function checkNestingDepth(source: string, file: string): void {
   const indents: number[] = [];
   let flowDepth = 0;
   let lineNo = 0;
-  for (let start = 0; start <= source.length; ) {
+  /** indentation of the line that opened a block scalar (`|`, `>-`, …), whose content is text */
+  let blockScalarParent = -1;
+  for (let start = 0; start <= source.length;) {
     const nl = source.indexOf('\n', start);
     const end = nl === -1 ? source.length : nl;
     const line = source.slice(start, end);
     start = end + 1;
     lineNo++;
     const trimmed = line.trimStart();
-    if (trimmed === '' || trimmed.startsWith('#')) continue;
     const indent = line.length - trimmed.length;
+    if (blockScalarParent >= 0) {
+      if (trimmed === '' || indent > blockScalarParent) continue;
+      blockScalarParent = -1;
+    }
+    if (trimmed === '' || trimmed.startsWith('#')) continue;
+    if (/(^|[:\s-])[|>][-+0-9]*\s*(#.*)?$/.test(trimmed)) blockScalarParent = indent;
     while (indents.length > 0 && indents[indents.length - 1]! > indent) indents.pop();
     if (indents.length === 0 || indents[indents.length - 1]! < indent) indents.push(indent);
     // compact sequences (`- - - x`) nest on one line
@@ -165,7 +186,9 @@ export function parseSource(
         const lp = e.linePos?.[0] ?? lineCounter.linePos(e.pos[0]);
         const pos = { line: lp.line, column: lp.col };
         const overflow = /call stack/i.test(e.message);
-        const text = overflow ? 'config is nested too deeply' : e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '');
+        const text = overflow
+          ? 'config is nested too deeply'
+          : e.message.replace(/ at line \d+, column \d+:?[\s\S]*$/, '');
         return configError(overflow ? 'TORUS_E_CONFIG_TOO_DEEP' : 'TORUS_E_CONFIG_YAML', text, file, pos);
       }),
     );
@@ -178,7 +201,26 @@ export function parseSource(
 class Converter {
   private aliasNodes = 0;
   private expandingAlias = 0;
-  private readonly aliasTargets = new Map<object, Node>();
+  /** each alias node's anchored node, found in one pass (Alias.resolve walks the document per call) */
+  private aliasTargets: Map<object, Node> | undefined;
+
+  private aliasTarget(alias: Alias): Node | undefined {
+    if (!this.aliasTargets) {
+      const targets = new Map<object, Node>();
+      const anchors = new Map<string, Node>();
+      // document order: an alias refers to the latest anchor of that name before it
+      visit(this.doc, {
+        Node(_key, node) {
+          if (isAlias(node)) {
+            const t = anchors.get(node.source);
+            if (t) targets.set(node, t);
+          } else if (node.anchor) anchors.set(node.anchor, node);
+        },
+      });
+      this.aliasTargets = targets;
+    }
+    return this.aliasTargets.get(alias);
+  }
 
   constructor(
     private readonly doc: Document.Parsed,
@@ -210,20 +252,22 @@ class Converter {
   convert(node: Node | null | undefined, depth: number): Value {
     if (depth > MAX_NESTING_DEPTH) {
       throw new ConfigAbort([
-        configError('TORUS_E_CONFIG_TOO_DEEP', `config is nested more than ${MAX_NESTING_DEPTH} levels deep`, this.file, this.position(node)),
+        configError(
+          'TORUS_E_CONFIG_TOO_DEEP',
+          `config is nested more than ${MAX_NESTING_DEPTH} levels deep`,
+          this.file,
+          this.position(node),
+        ),
       ]);
     }
     if (node === null || node === undefined) return null;
     this.count(node);
     if (isAlias(node)) {
-      // Alias.resolve walks the document; an alias bomb re-visits the same alias nodes many times
-      let target = this.aliasTargets.get(node);
-      if (target === undefined) {
-        target = node.resolve(this.doc) as Node | undefined;
-        if (target) this.aliasTargets.set(node, target);
-      }
+      const target = this.aliasTarget(node);
       if (!target) {
-        throw new ConfigAbort([configError('TORUS_E_CONFIG_YAML', `unknown alias *${node.source}`, this.file, this.position(node))]);
+        throw new ConfigAbort([
+          configError('TORUS_E_CONFIG_YAML', `unknown alias *${node.source}`, this.file, this.position(node)),
+        ]);
       }
       this.expandingAlias++;
       try {
@@ -248,7 +292,11 @@ class Converter {
         items.push(this.position(item as Node));
         out.push(this.convert(item as Node, depth + 1));
       }
-      this.sourceMap.set(out, { pos: this.position(node), items, ...(this.tagFile ? { file: this.file } : {}) });
+      this.sourceMap.set(out, {
+        pos: this.position(node),
+        items,
+        ...(this.tagFile ? { file: this.file } : {}),
+      });
       return out;
     }
     if (isMap(node)) {
@@ -258,7 +306,11 @@ class Converter {
       for (const pair of node.items) {
         if (!isPair(pair)) continue;
         const keyNode = pair.key as Node | null;
-        if (isScalar(keyNode) && (keyNode.source === '<<' || String(keyNode.value) === '<<') && !keyNode.type?.startsWith('QUOTE')) {
+        if (
+          isScalar(keyNode) &&
+          (keyNode.source === '<<' || String(keyNode.value) === '<<') &&
+          !keyNode.type?.startsWith('QUOTE')
+        ) {
           // YAML 1.1 merge key: `<<: *a` or `<<: [*a, *b]`; explicit keys win, earlier sources win.
           const src = this.convert(pair.value as Node, depth + 1);
           const list = Array.isArray(src) ? src : [src];
@@ -266,7 +318,12 @@ class Converter {
             if (m && typeof m === 'object' && !Array.isArray(m)) merged.push(m);
             else {
               throw new ConfigAbort([
-                configError('TORUS_E_CONFIG_YAML', 'merge key `<<` needs a map or a list of maps', this.file, this.position(pair.value as Node)),
+                configError(
+                  'TORUS_E_CONFIG_YAML',
+                  'merge key `<<` needs a map or a list of maps',
+                  this.file,
+                  this.position(pair.value as Node),
+                ),
               ]);
             }
           }
@@ -285,7 +342,11 @@ class Converter {
           }
         }
       }
-      this.sourceMap.set(out, { pos: this.position(node), keys, ...(this.tagFile ? { file: this.file } : {}) });
+      this.sourceMap.set(out, {
+        pos: this.position(node),
+        keys,
+        ...(this.tagFile ? { file: this.file } : {}),
+      });
       return out;
     }
     return null;

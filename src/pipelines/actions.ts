@@ -15,8 +15,8 @@ import {
   notifyPipelineChanged,
   workflowJobs,
 } from './core.js';
-import { advanceWorkflow, insertJob, insertWorkflow } from './dag.js';
-import { canTransitionJob, isFailureStatus, isFinalJobStatus, type JobStatus } from './job-state.js';
+import { advanceWorkflow, createRerun, rerunFromFailedSet, withDownstream } from './dag.js';
+import { canTransitionJob, isFinalJobStatus, type JobStatus } from './job-state.js';
 import { isFinalWorkflowStatus } from './workflow-state.js';
 
 async function findJob(tx: Queryable, jobId: string): Promise<JobRecord | null> {
@@ -26,7 +26,10 @@ async function findJob(tx: Queryable, jobId: string): Promise<JobRecord | null> 
 }
 
 /** Locks the job's workflow, then reads the job under that lock. */
-async function lockJob(tx: Queryable, jobId: string): Promise<{ job: JobRecord; workflow: WorkflowRecord } | null> {
+async function lockJob(
+  tx: Queryable,
+  jobId: string,
+): Promise<{ job: JobRecord; workflow: WorkflowRecord } | null> {
   const first = await findJob(tx, jobId);
   if (!first) return null;
   const workflow = await lockWorkflow(tx, first.workflow_id);
@@ -46,10 +49,10 @@ export async function onTaskStarted(core: EngineCore, jobId: string): Promise<vo
       // already running (another parallel task started first) or finished (canceled meanwhile)
       return;
     }
-    await tx.query(`UPDATE jobs SET status = 'running', started_at = coalesce(started_at, $2) WHERE id = $1`, [
-      job.id,
-      core.res.clock.now(),
-    ]);
+    await tx.query(
+      `UPDATE jobs SET status = 'running', started_at = coalesce(started_at, $2) WHERE id = $1`,
+      [job.id, core.res.clock.now()],
+    );
     await notifyPipelineChanged(tx, workflow.pipeline_id);
     await advanceWorkflow(core, tx, job.workflow_id);
   });
@@ -69,27 +72,42 @@ export async function onJobFinished(core: EngineCore, jobId: string, outcome: Ta
       return;
     }
     if (!canTransitionJob(job.status, outcome)) {
-      core.res.logger.warn({ jobId, status: job.status, outcome }, 'job cannot take the reported outcome; ignored');
+      core.res.logger.warn(
+        { jobId, status: job.status, outcome },
+        'job cannot take the reported outcome; ignored',
+      );
       return;
     }
-    await tx.query('UPDATE jobs SET status = $2, stopped_at = $3 WHERE id = $1', [job.id, outcome, core.res.clock.now()]);
+    await tx.query('UPDATE jobs SET status = $2, stopped_at = $3 WHERE id = $1', [
+      job.id,
+      outcome,
+      core.res.clock.now(),
+    ]);
     await notifyPipelineChanged(tx, workflow.pipeline_id);
     await advanceWorkflow(core, tx, job.workflow_id);
   });
 }
 
-export async function approveJob(core: EngineCore, workflowId: string, approvalRequestId: string, actorId: string): Promise<void> {
+export async function approveJob(
+  core: EngineCore,
+  workflowId: string,
+  approvalRequestId: string,
+  actorId: string,
+): Promise<void> {
   await core.res.db.transaction(async (tx) => {
     await lockWorkflowOrThrow(tx, workflowId);
     const { rows } = isUuid(approvalRequestId)
-      ? await tx.query<JobRecord>(`SELECT ${JOB_COLUMNS} FROM jobs WHERE workflow_id = $1 AND approval_request_id = $2`, [
-          workflowId,
-          approvalRequestId,
-        ])
+      ? await tx.query<JobRecord>(
+          `SELECT ${JOB_COLUMNS} FROM jobs WHERE workflow_id = $1 AND approval_request_id = $2`,
+          [workflowId, approvalRequestId],
+        )
       : { rows: [] };
     const job = rows[0];
     if (!job) {
-      throw new TorusError('TORUS_E_NOT_FOUND', `Approval request not found: workflow ${workflowId} has no approval job ${approvalRequestId}`);
+      throw new TorusError(
+        'TORUS_E_NOT_FOUND',
+        `Approval request not found: workflow ${workflowId} has no approval job ${approvalRequestId}`,
+      );
     }
     if (job.status !== 'on_hold') {
       const why =
@@ -110,7 +128,12 @@ export async function approveJob(core: EngineCore, workflowId: string, approvalR
 }
 
 /** Cancels one non-final job inside the caller's transaction (workflow already locked). */
-async function cancelOne(core: EngineCore, tx: Queryable, job: JobRecord, actorId: string | null): Promise<void> {
+async function cancelOne(
+  core: EngineCore,
+  tx: Queryable,
+  job: JobRecord,
+  actorId: string | null,
+): Promise<void> {
   const now = core.res.clock.now();
   switch (job.status) {
     case 'running':
@@ -141,24 +164,34 @@ async function cancelOne(core: EngineCore, tx: Queryable, job: JobRecord, actorI
       throw new Error(`unknown job status ${String(never)}`);
     }
   }
-  await tx.query(`UPDATE jobs SET status = 'canceled', canceled_by = $2, stopped_at = $3 WHERE id = $1`, [job.id, actorId, now]);
+  await tx.query(`UPDATE jobs SET status = 'canceled', canceled_by = $2, stopped_at = $3 WHERE id = $1`, [
+    job.id,
+    actorId,
+    now,
+  ]);
   job.status = 'canceled';
 }
 
-export async function cancelWorkflow(core: EngineCore, workflowId: string, actorId: string | null): Promise<void> {
+export async function cancelWorkflow(
+  core: EngineCore,
+  workflowId: string,
+  actorId: string | null,
+): Promise<void> {
   await core.res.db.transaction(async (tx) => {
     const wf = await lockWorkflowOrThrow(tx, workflowId);
     if (isFinalWorkflowStatus(wf.status)) {
-      throw new TorusError('TORUS_E_BAD_REQUEST', `Workflow ${wf.name} has already finished (${wf.status}); there is nothing to cancel.`);
+      throw new TorusError(
+        'TORUS_E_BAD_REQUEST',
+        `Workflow ${wf.name} has already finished (${wf.status}); there is nothing to cancel.`,
+      );
     }
     for (const job of await workflowJobs(tx, workflowId)) {
       await cancelOne(core, tx, job, actorId);
     }
-    await tx.query(`UPDATE workflows SET status = 'canceled', canceled_by = $2, stopped_at = $3 WHERE id = $1`, [
-      wf.id,
-      actorId,
-      core.res.clock.now(),
-    ]);
+    await tx.query(
+      `UPDATE workflows SET status = 'canceled', canceled_by = $2, stopped_at = $3 WHERE id = $1`,
+      [wf.id, actorId, core.res.clock.now()],
+    );
     await notifyPipelineChanged(tx, wf.pipeline_id);
   });
 }
@@ -169,32 +202,15 @@ export async function cancelJob(core: EngineCore, jobId: string, actorId: string
     if (!locked) throw new TorusError('TORUS_E_NOT_FOUND', `Job not found: ${jobId}`);
     const { job, workflow } = locked;
     if (isFinalJobStatus(job.status)) {
-      throw new TorusError('TORUS_E_BAD_REQUEST', `Job ${job.name} has already finished (${job.status}); there is nothing to cancel.`);
+      throw new TorusError(
+        'TORUS_E_BAD_REQUEST',
+        `Job ${job.name} has already finished (${job.status}); there is nothing to cancel.`,
+      );
     }
     await cancelOne(core, tx, job, actorId);
     await notifyPipelineChanged(tx, workflow.pipeline_id);
     await advanceWorkflow(core, tx, job.workflow_id);
   });
-}
-
-/** Jobs that (transitively) require any of `seeds`, seeds included. */
-function withDownstream(jobs: readonly JobRecord[], seeds: Iterable<string>): Set<string> {
-  const out = new Set(seeds);
-  for (let changed = true; changed; ) {
-    changed = false;
-    for (const j of jobs) {
-      if (!out.has(j.name) && j.requires.some((r) => out.has(r.name))) {
-        out.add(j.name);
-        changed = true;
-      }
-    }
-  }
-  return out;
-}
-
-function needsRerunFromFailed(status: JobStatus): boolean {
-  // not final in a final workflow: a job still stopping after a cancel
-  return isFailureStatus(status) || status === 'canceled' || status === 'unauthorized' || !isFinalJobStatus(status);
 }
 
 export interface RerunOptions {
@@ -209,9 +225,16 @@ export interface RerunOptions {
  * downstream; with `jobs`, those and their downstream. The other jobs are copied as they ended,
  * without running again. CircleCI refuses to rerun a workflow that has not finished.
  */
-export async function rerunWorkflow(core: EngineCore, workflowId: string, opts: RerunOptions): Promise<{ workflowId: string }> {
+export async function rerunWorkflow(
+  core: EngineCore,
+  workflowId: string,
+  opts: RerunOptions,
+): Promise<{ workflowId: string }> {
   if (opts.fromFailed && opts.jobs && opts.jobs.length > 0) {
-    throw new TorusError('TORUS_E_BAD_REQUEST', 'from_failed and jobs are mutually exclusive: pass one of them.');
+    throw new TorusError(
+      'TORUS_E_BAD_REQUEST',
+      'from_failed and jobs are mutually exclusive: pass one of them.',
+    );
   }
   return core.res.db.transaction(async (tx) => {
     const wf = await lockWorkflowOrThrow(tx, workflowId);
@@ -224,11 +247,13 @@ export async function rerunWorkflow(core: EngineCore, workflowId: string, opts: 
     const jobs = await workflowJobs(tx, workflowId);
     let rerun: Set<string>;
     if (opts.fromFailed) {
-      const seeds = jobs.filter((j) => needsRerunFromFailed(j.status)).map((j) => j.name);
-      if (seeds.length === 0) {
-        throw new TorusError('TORUS_E_BAD_REQUEST', `Workflow ${wf.name} has no failed or canceled jobs to rerun from.`);
+      rerun = rerunFromFailedSet(jobs);
+      if (rerun.size === 0) {
+        throw new TorusError(
+          'TORUS_E_BAD_REQUEST',
+          `Workflow ${wf.name} has no failed or canceled jobs to rerun from.`,
+        );
       }
-      rerun = withDownstream(jobs, seeds);
     } else if (opts.jobs && opts.jobs.length > 0) {
       const seeds: string[] = [];
       for (const id of opts.jobs) {
@@ -240,51 +265,7 @@ export async function rerunWorkflow(core: EngineCore, workflowId: string, opts: 
     } else {
       rerun = new Set(jobs.map((j) => j.name));
     }
-    // a job still stopping after a cancel has no outcome to copy: it runs again
-    rerun = withDownstream(jobs, [...rerun, ...jobs.filter((j) => !isFinalJobStatus(j.status)).map((j) => j.name)]);
-    const newId = await insertWorkflow(core, tx, {
-      pipelineId: wf.pipeline_id,
-      projectId: wf.project_id,
-      name: wf.name,
-      startedBy: opts.actorId,
-      rerunOf: wf.id,
-      workspaceId: wf.workspace_id,
-      maxAutoReruns: wf.max_auto_reruns,
-    });
-    for (const job of jobs) {
-      if (rerun.has(job.name)) {
-        await insertJob(core, tx, newId, job.project_id, {
-          name: job.name,
-          type: job.type,
-          status: 'blocked',
-          requires: job.requires,
-          spec: job.spec,
-          contexts: job.contexts,
-          position: job.position,
-        });
-      } else {
-        await insertJob(core, tx, newId, job.project_id, {
-          name: job.name,
-          type: job.type,
-          status: job.status,
-          requires: job.requires,
-          spec: job.spec,
-          contexts: job.contexts,
-          position: job.position,
-          approvedBy: job.approved_by,
-          canceledBy: job.canceled_by,
-          copiedFrom: job.copied_from ?? job.id,
-          queuedAt: job.queued_at,
-          startedAt: job.started_at,
-          stoppedAt: job.stopped_at,
-          resourceClass: job.resource_class,
-          executorType: job.executor_type,
-        });
-      }
-    }
-    await advanceWorkflow(core, tx, newId);
-    await notifyPipelineChanged(tx, wf.pipeline_id);
-    return { workflowId: newId };
+    return { workflowId: await createRerun(core, tx, wf, jobs, rerun, { startedBy: opts.actorId }) };
   });
 }
 

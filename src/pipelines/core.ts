@@ -1,6 +1,12 @@
 // What the engine's systems share: the resources and dependencies they are built from, the rows
 // they read, and small SQL helpers (row locks, NOTIFY).
-import type { CompiledJob, CompileOptions, CompileResult, OrbResolver, Requirement } from '../config/model.js';
+import type {
+  CompiledJob,
+  CompileOptions,
+  CompileResult,
+  OrbResolver,
+  Requirement,
+} from '../config/model.js';
 import type { Resources } from '../ops/index.js';
 import { TorusError } from '../ops/index.js';
 import type { TaskSpec } from '../scheduler/protocol.js';
@@ -17,7 +23,10 @@ export type CompileFn = (source: string, opts: CompileOptions) => Promise<Compil
  * satisfies it, and tests pass a small recording fake.
  */
 export interface EngineScheduler {
-  enqueue(tx: Queryable, job: { jobId: string; resourceClass: string; specs: Omit<TaskSpec, 'taskId'>[] }): Promise<string[]>;
+  enqueue(
+    tx: Queryable,
+    job: { jobId: string; resourceClass: string; specs: Omit<TaskSpec, 'taskId'>[] },
+  ): Promise<string[]>;
   /** queued tasks canceled at once; running ones asked to stop (onJobFinished follows when runningTasks > 0) */
   cancelJob(tx: Queryable, jobId: string): Promise<{ runningTasks: number }>;
 }
@@ -69,6 +78,7 @@ export interface WorkflowRecord {
   workspace_id: string;
   started_by: string | null;
   max_auto_reruns: number | null;
+  auto_rerun_number: number;
 }
 
 export interface JobRecord {
@@ -108,7 +118,7 @@ export async function notifyPipelineChanged(tx: Queryable, pipelineId: string): 
 /** Locks a workflow row: every change to a workflow's jobs happens under this lock, one at a time. */
 export async function lockWorkflow(tx: Queryable, workflowId: string): Promise<WorkflowRecord | null> {
   const { rows } = await tx.query<WorkflowRecord>(
-    `SELECT id, pipeline_id, project_id, name, status, workspace_id, started_by, max_auto_reruns
+    `SELECT id, pipeline_id, project_id, name, status, workspace_id, started_by, max_auto_reruns, auto_rerun_number
        FROM workflows WHERE id = $1 FOR UPDATE`,
     [workflowId],
   );

@@ -8,12 +8,20 @@ import {
   type JobRecord,
   type PipelineRecord,
   type ProjectRecord,
+  type WorkflowRecord,
   PROJECT_COLUMNS,
   lockWorkflow,
   notifyPipelineChanged,
   workflowJobs,
 } from './core.js';
-import { assertJobTransition, decideRequirements, readyStatusOf, type JobStatus } from './job-state.js';
+import {
+  assertJobTransition,
+  decideRequirements,
+  isFailureStatus,
+  isFinalJobStatus,
+  readyStatusOf,
+  type JobStatus,
+} from './job-state.js';
 import { buildTaskSpecs } from './task-spec.js';
 import { canTransitionWorkflow, deriveWorkflowStatus, isFinalWorkflowStatus } from './workflow-state.js';
 
@@ -25,6 +33,7 @@ export interface NewWorkflow {
   rerunOf?: string;
   workspaceId?: string;
   maxAutoReruns?: number | null;
+  autoRerunNumber?: number;
 }
 
 /** Inserts a workflow row (status running) and returns its id. */
@@ -32,8 +41,8 @@ export async function insertWorkflow(core: EngineCore, tx: Queryable, wf: NewWor
   const id = core.res.ids.uuid();
   await tx.query(
     `INSERT INTO workflows (id, pipeline_id, project_id, name, status, started_by, rerun_of, workspace_id,
-       max_auto_reruns, created_at)
-     VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9)`,
+       max_auto_reruns, created_at, auto_rerun_number)
+     VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10)`,
     [
       id,
       wf.pipelineId,
@@ -44,6 +53,7 @@ export async function insertWorkflow(core: EngineCore, tx: Queryable, wf: NewWor
       wf.workspaceId ?? id,
       wf.maxAutoReruns ?? null,
       core.res.clock.now(),
+      wf.autoRerunNumber ?? 0,
     ],
   );
   return id;
@@ -68,7 +78,13 @@ export interface NewJob {
   executorType?: string | null;
 }
 
-export async function insertJob(core: EngineCore, tx: Queryable, workflowId: string, projectId: string, job: NewJob): Promise<string> {
+export async function insertJob(
+  core: EngineCore,
+  tx: Queryable,
+  workflowId: string,
+  projectId: string,
+  job: NewJob,
+): Promise<string> {
   const id = core.res.ids.uuid();
   await tx.query(
     `INSERT INTO jobs (id, workflow_id, project_id, name, type, number, status, requires, approval_request_id,
@@ -127,7 +143,9 @@ export async function createWorkflow(
   for (const job of jobs) {
     const spec = job.type === 'build' && job.job ? config.jobs[job.job] : undefined;
     if (job.type === 'build' && !spec) {
-      throw new Error(`internal: workflow ${workflow.name} job ${job.name} names job ${String(job.job)}, which the compiled config lacks`);
+      throw new Error(
+        `internal: workflow ${workflow.name} job ${job.name} names job ${String(job.job)}, which the compiled config lacks`,
+      );
     }
     await insertJob(core, tx, workflowId, pipeline.project_id, {
       name: job.name,
@@ -172,7 +190,13 @@ async function loadQueueContext(tx: Queryable, pipelineId: string): Promise<Queu
 }
 
 /** Gives a build job its project-wide number and hands its tasks to the scheduler. */
-async function queueJob(core: EngineCore, tx: Queryable, ctx: QueueContext, workflow: { id: string; workspace_id: string }, job: JobRecord): Promise<void> {
+async function queueJob(
+  core: EngineCore,
+  tx: Queryable,
+  ctx: QueueContext,
+  workflow: { id: string; workspace_id: string },
+  job: JobRecord,
+): Promise<void> {
   if (!job.spec) throw new Error(`internal: build job ${job.id} has no spec`);
   if (!ctx.pipeline.revision) throw new Error(`internal: pipeline ${ctx.pipeline.id} has no revision`);
   const num = await tx.query<{ number: number }>(
@@ -248,7 +272,7 @@ export async function advanceWorkflow(core: EngineCore, tx: Queryable, workflowI
   const statusOf = (name: string) => byName.get(name)?.status;
   let ctx: QueueContext | undefined;
   let changed = false;
-  for (let progress = true; progress; ) {
+  for (let progress = true; progress;) {
     progress = false;
     for (const job of jobs) {
       if (job.status !== 'blocked') continue;
@@ -289,7 +313,102 @@ export async function advanceWorkflow(core: EngineCore, tx: Queryable, workflowI
       isFinalWorkflowStatus(status) ? core.res.clock.now() : null,
     ]);
     changed = true;
+    // CircleCI's automatic reruns: a failed workflow with `max_auto_reruns` reruns from failed
+    if (status === 'failed' && wf.max_auto_reruns !== null && wf.auto_rerun_number < wf.max_auto_reruns) {
+      await createRerun(core, tx, wf, jobs, rerunFromFailedSet(jobs), {
+        startedBy: wf.started_by,
+        autoRerunNumber: wf.auto_rerun_number + 1,
+      });
+    }
   }
   if (changed) await notifyPipelineChanged(tx, wf.pipeline_id);
   return changed;
+}
+
+/** Jobs that (transitively) require any of `seeds`, seeds included. */
+export function withDownstream(jobs: readonly JobRecord[], seeds: Iterable<string>): Set<string> {
+  const out = new Set(seeds);
+  for (let grew = true; grew;) {
+    grew = false;
+    for (const j of jobs) {
+      if (!out.has(j.name) && j.requires.some((r) => out.has(r.name))) {
+        out.add(j.name);
+        grew = true;
+      }
+    }
+  }
+  return out;
+}
+
+/** Rerun from failed: the failed, canceled and unauthorized jobs (and any not final) and their downstream. */
+export function rerunFromFailedSet(jobs: readonly JobRecord[]): Set<string> {
+  const seeds = jobs
+    .filter(
+      (j) =>
+        isFailureStatus(j.status) ||
+        j.status === 'canceled' ||
+        j.status === 'unauthorized' ||
+        !isFinalJobStatus(j.status),
+    )
+    .map((j) => j.name);
+  return withDownstream(jobs, seeds);
+}
+
+/**
+ * A rerun of `wf`: a new workflow of the same pipeline (same name, `rerun_of`, same workspace id)
+ * with fresh rows for the jobs in `rerun` (and any job not final, with their downstream); the other
+ * jobs are copied as they ended, without running again. Then advanced. Returns the new id.
+ */
+export async function createRerun(
+  core: EngineCore,
+  tx: Queryable,
+  wf: WorkflowRecord,
+  jobs: readonly JobRecord[],
+  rerun: Set<string>,
+  opts: { startedBy: string | null; autoRerunNumber?: number },
+): Promise<string> {
+  // a job still stopping after a cancel has no outcome to copy: it runs again
+  const fresh = withDownstream(jobs, [
+    ...rerun,
+    ...jobs.filter((j) => !isFinalJobStatus(j.status)).map((j) => j.name),
+  ]);
+  const newId = await insertWorkflow(core, tx, {
+    pipelineId: wf.pipeline_id,
+    projectId: wf.project_id,
+    name: wf.name,
+    startedBy: opts.startedBy,
+    rerunOf: wf.id,
+    workspaceId: wf.workspace_id,
+    maxAutoReruns: wf.max_auto_reruns,
+    autoRerunNumber: opts.autoRerunNumber ?? 0,
+  });
+  for (const job of jobs) {
+    const common = {
+      name: job.name,
+      type: job.type,
+      requires: job.requires,
+      spec: job.spec,
+      contexts: job.contexts,
+      position: job.position,
+    };
+    if (fresh.has(job.name)) {
+      await insertJob(core, tx, newId, job.project_id, { ...common, status: 'blocked' });
+    } else {
+      await insertJob(core, tx, newId, job.project_id, {
+        ...common,
+        status: job.status,
+        approvedBy: job.approved_by,
+        canceledBy: job.canceled_by,
+        copiedFrom: job.copied_from ?? job.id,
+        queuedAt: job.queued_at,
+        startedAt: job.started_at,
+        stoppedAt: job.stopped_at,
+        resourceClass: job.resource_class,
+        executorType: job.executor_type,
+      });
+    }
+  }
+  await advanceWorkflow(core, tx, newId);
+  await notifyPipelineChanged(tx, wf.pipeline_id);
+  return newId;
 }

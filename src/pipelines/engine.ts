@@ -7,7 +7,13 @@ import { TorusError } from '../ops/index.js';
 import type { TaskOutcome } from '../scheduler/protocol.js';
 import * as actions from './actions.js';
 import type { CompileFn, EngineCore, EngineScheduler } from './core.js';
-import { createProject, getProject, listProjects, type CreateProjectInput, type ProjectRow } from './projects.js';
+import {
+  createProject,
+  getProject,
+  listProjects,
+  type CreateProjectInput,
+  type ProjectRow,
+} from './projects.js';
 import { insertPipeline, processPipeline, type TriggerInput } from './trigger.js';
 import { GitVcsProvider, type VcsProvider } from './vcs.js';
 
@@ -16,13 +22,18 @@ export interface PipelineEngine {
   getProject(slugOrId: string): Promise<ProjectRow | null>;
   listProjects(): Promise<ProjectRow[]>;
   /** Creates the pipeline row (state 'created') and returns at once; fetch+compile+workflows continue in the background. */
-  triggerPipeline(input: TriggerInput): Promise<{ id: string; number: number; state: string; createdAt: Date }>;
+  triggerPipeline(
+    input: TriggerInput,
+  ): Promise<{ id: string; number: number; state: string; createdAt: Date }>;
   /** resolves when the pipeline's background processing (compile, workflow creation) is done (tests, CLI). */
   settled(pipelineId: string): Promise<void>;
   approveJob(workflowId: string, approvalRequestId: string, actorId: string): Promise<void>;
   cancelWorkflow(workflowId: string, actorId: string): Promise<void>;
   cancelJob(jobId: string, actorId: string): Promise<void>;
-  rerunWorkflow(workflowId: string, opts: { fromFailed?: boolean; jobs?: string[]; actorId: string }): Promise<{ workflowId: string }>;
+  rerunWorkflow(
+    workflowId: string,
+    opts: { fromFailed?: boolean; jobs?: string[]; actorId: string },
+  ): Promise<{ workflowId: string }>;
   onTaskStarted(jobId: string): Promise<void>;
   onJobFinished(jobId: string, outcome: TaskOutcome): Promise<void>;
   /** at start: finish pipelines left in 'created' by a crash, re-evaluate workflows whose jobs finished meanwhile. */
@@ -60,7 +71,9 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
     inflight.set(pipelineId, work);
     // settled() callers see the failure; this logs it for everyone else (the pipeline stays
     // `created` and recover() retries it at the next start)
-    work.catch((err: unknown) => res.logger.error({ err, pipelineId }, 'pipeline processing failed; it stays created'));
+    work.catch((err: unknown) =>
+      res.logger.error({ err, pipelineId }, 'pipeline processing failed; it stays created'),
+    );
     return work;
   }
 
@@ -70,7 +83,11 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
     listProjects: () => listProjects(core),
 
     async triggerPipeline(input) {
-      if (stopped) throw new TorusError('TORUS_E_UNAVAILABLE', 'The server is shutting down; trigger the pipeline again in a moment.');
+      if (stopped)
+        throw new TorusError(
+          'TORUS_E_UNAVAILABLE',
+          'The server is shutting down; trigger the pipeline again in a moment.',
+        );
       const p = await insertPipeline(core, input);
       void startProcessing(p.id).catch(() => undefined); // logged in startProcessing
       return { id: p.id, number: p.number, state: p.state, createdAt: p.created_at };
@@ -80,16 +97,23 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
       await inflight.get(pipelineId);
     },
 
-    approveJob: (workflowId, approvalRequestId, actorId) => actions.approveJob(core, workflowId, approvalRequestId, actorId),
+    approveJob: (workflowId, approvalRequestId, actorId) =>
+      actions.approveJob(core, workflowId, approvalRequestId, actorId),
     cancelWorkflow: (workflowId, actorId) => actions.cancelWorkflow(core, workflowId, actorId),
     cancelJob: (jobId, actorId) => actions.cancelJob(core, jobId, actorId),
     rerunWorkflow: (workflowId, opts) =>
-      actions.rerunWorkflow(core, workflowId, { fromFailed: opts.fromFailed, jobs: opts.jobs, actorId: opts.actorId }),
+      actions.rerunWorkflow(core, workflowId, {
+        fromFailed: opts.fromFailed,
+        jobs: opts.jobs,
+        actorId: opts.actorId,
+      }),
     onTaskStarted: (jobId) => actions.onTaskStarted(core, jobId),
     onJobFinished: (jobId, outcome) => actions.onJobFinished(core, jobId, outcome),
 
     async recover() {
-      const { rows } = await res.db.query<{ id: string }>(`SELECT id FROM pipelines WHERE state = 'created' ORDER BY created_at`);
+      const { rows } = await res.db.query<{ id: string }>(
+        `SELECT id FROM pipelines WHERE state = 'created' ORDER BY created_at`,
+      );
       for (const { id } of rows) {
         try {
           await startProcessing(id);
@@ -101,7 +125,10 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
       const jobs = await actions.reconcileJobsWithTasks(core);
       const advanced = await actions.recoverWorkflows(core);
       if (rows.length > 0 || jobs > 0 || advanced > 0) {
-        res.logger.info({ pipelines: rows.length, jobs, workflows: advanced }, 'recovered interrupted pipeline work');
+        res.logger.info(
+          { pipelines: rows.length, jobs, workflows: advanced },
+          'recovered interrupted pipeline work',
+        );
       }
     },
 

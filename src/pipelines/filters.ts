@@ -73,7 +73,7 @@ export function selectWorkflowJobs(jobs: readonly WorkflowJob[], ref: GitRef): W
   const kept = new Set(jobs.filter((j) => filtersAllow(j.filters, ref)).map((j) => j.name));
   // A job whose requirements were all filtered out goes too, which may leave others with none:
   // repeat until nothing changes.
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const job of jobs) {
       if (!kept.has(job.name) || job.requires.length === 0) continue;
@@ -83,5 +83,7 @@ export function selectWorkflowJobs(jobs: readonly WorkflowJob[], ref: GitRef): W
       }
     }
   }
-  return jobs.filter((j) => kept.has(j.name)).map((j) => ({ ...j, requires: j.requires.filter((r) => kept.has(r.name)) }));
+  return jobs
+    .filter((j) => kept.has(j.name))
+    .map((j) => ({ ...j, requires: j.requires.filter((r) => kept.has(r.name)) }));
 }

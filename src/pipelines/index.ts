@@ -5,8 +5,31 @@ export { createPipelineEngine, type PipelineEngine, type PipelineEngineDeps } fr
 export type { ProjectRow, CreateProjectInput } from './projects.js';
 export type { TriggerType, TriggerInput } from './trigger.js';
 export type { EngineScheduler, CompileFn } from './core.js';
-export { GitVcsProvider, VcsError, classifyVcsUrl, type VcsProvider, type ResolvedCommit, type GitRefRequest } from './vcs.js';
-export { JOB_STATUSES, JOB_TRANSITIONS, isFinalJobStatus, type JobStatus, type JobType } from './job-state.js';
-export { WORKFLOW_STATUSES, WORKFLOW_TRANSITIONS, isFinalWorkflowStatus, type WorkflowStatus } from './workflow-state.js';
-export { PIPELINE_STATES, PIPELINE_TRANSITIONS, type PipelineState, type PipelineError } from './pipeline-state.js';
+export {
+  GitVcsProvider,
+  VcsError,
+  classifyVcsUrl,
+  type VcsProvider,
+  type ResolvedCommit,
+  type GitRefRequest,
+} from './vcs.js';
+export {
+  JOB_STATUSES,
+  JOB_TRANSITIONS,
+  isFinalJobStatus,
+  type JobStatus,
+  type JobType,
+} from './job-state.js';
+export {
+  WORKFLOW_STATUSES,
+  WORKFLOW_TRANSITIONS,
+  isFinalWorkflowStatus,
+  type WorkflowStatus,
+} from './workflow-state.js';
+export {
+  PIPELINE_STATES,
+  PIPELINE_TRANSITIONS,
+  type PipelineState,
+  type PipelineError,
+} from './pipeline-state.js';
 export { matchesPattern, filtersAllow, selectWorkflowJobs } from './filters.js';

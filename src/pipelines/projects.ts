@@ -49,7 +49,8 @@ export function repoBaseName(vcsUrl: string): string {
 
 export async function createProject(core: EngineCore, input: CreateProjectInput): Promise<ProjectRow> {
   const given = input.vcsUrl.trim();
-  if (!given) throw new TorusError('TORUS_E_BAD_REQUEST', 'vcs_url is required: a git URL or a path to a repository.');
+  if (!given)
+    throw new TorusError('TORUS_E_BAD_REQUEST', 'vcs_url is required: a git URL or a path to a repository.');
   const problem = vcsUrlProblem(given);
   if (problem) throw new TorusError('TORUS_E_VCS', `Cannot use ${given}: ${problem}.`);
   const where = classifyVcsUrl(given);
@@ -68,7 +69,10 @@ export async function createProject(core: EngineCore, input: CreateProjectInput)
     }
   }
   if (where.local && !existsSync(where.path)) {
-    throw new TorusError('TORUS_E_VCS', `No repository at ${where.path}: give a path or URL the server can read.`);
+    throw new TorusError(
+      'TORUS_E_VCS',
+      `No repository at ${where.path}: give a path or URL the server can read.`,
+    );
   }
   let defaultBranch = input.defaultBranch?.trim();
   if (!defaultBranch) {
@@ -81,7 +85,10 @@ export async function createProject(core: EngineCore, input: CreateProjectInput)
       `INSERT INTO organizations (id, name, vcs_type, slug) VALUES ($1, $2, 'circleci', $3) ON CONFLICT (slug) DO NOTHING`,
       [core.res.ids.uuid(), input.orgName, orgSlug],
     );
-    const org = await tx.query<{ id: string; name: string }>('SELECT id, name FROM organizations WHERE slug = $1', [orgSlug]);
+    const org = await tx.query<{ id: string; name: string }>(
+      'SELECT id, name FROM organizations WHERE slug = $1',
+      [orgSlug],
+    );
     const orgRow = org.rows[0];
     if (!orgRow) throw new Error(`internal: organization ${orgSlug} vanished`);
     const ins = await tx.query<{ id: string; created_at: Date }>(
@@ -91,7 +98,16 @@ export async function createProject(core: EngineCore, input: CreateProjectInput)
     );
     const created = ins.rows[0];
     if (!created) throw new TorusError('TORUS_E_CONFLICT', `Project ${slug} already exists.`);
-    return { id: created.id, orgId: orgRow.id, orgName: orgRow.name, name, slug, vcsUrl, defaultBranch, createdAt: created.created_at };
+    return {
+      id: created.id,
+      orgId: orgRow.id,
+      orgName: orgRow.name,
+      name,
+      slug,
+      vcsUrl,
+      defaultBranch,
+      createdAt: created.created_at,
+    };
   });
   return row;
 }

@@ -41,12 +41,35 @@ describe.skipIf(!hasGit)('pipelines engine with the real scheduler', () => {
     const repo = join(dir, 'repo');
     mkdirSync(join(repo, '.circleci'), { recursive: true });
     writeFileSync(join(repo, '.circleci', 'config.yml'), CONFIG);
-    const env = { ...process.env, GIT_AUTHOR_NAME: 'a', GIT_AUTHOR_EMAIL: 'a@x', GIT_COMMITTER_NAME: 'a', GIT_COMMITTER_EMAIL: 'a@x' };
-    for (const args of [['init', '-q', '-b', 'main'], ['add', '-A'], ['commit', '-q', '-m', 'ci']]) {
+    const env = {
+      ...process.env,
+      GIT_AUTHOR_NAME: 'a',
+      GIT_AUTHOR_EMAIL: 'a@x',
+      GIT_COMMITTER_NAME: 'a',
+      GIT_COMMITTER_EMAIL: 'a@x',
+    };
+    for (const args of [
+      ['init', '-q', '-b', 'main'],
+      ['add', '-A'],
+      ['commit', '-q', '-m', 'ci'],
+    ]) {
       execFileSync('git', args, { cwd: repo, env });
     }
-    const settings = { ...defaultSettings(), dataDir: join(dir, 'data'), url: 'http://torus.test', leaseMs: 5_000, heartbeatMs: 1_000 };
-    const res: Resources = { db, store: new FsObjectStore(join(dir, 'objects')), clock: systemClock, ids: randomIds, logger: createLogger('silent'), settings };
+    const settings = {
+      ...defaultSettings(),
+      dataDir: join(dir, 'data'),
+      url: 'http://torus.test',
+      leaseMs: 5_000,
+      heartbeatMs: 1_000,
+    };
+    const res: Resources = {
+      db,
+      store: new FsObjectStore(join(dir, 'objects')),
+      clock: systemClock,
+      ids: randomIds,
+      logger: createLogger('silent'),
+      settings,
+    };
     scheduler = createScheduler(res, {
       onTaskStarted: (jobId) => engine.onTaskStarted(jobId),
       onJobFinished: (jobId, outcome) => engine.onJobFinished(jobId, outcome),
@@ -68,20 +91,27 @@ describe.skipIf(!hasGit)('pipelines engine with the real scheduler', () => {
   async function trigger(): Promise<string> {
     const p = await engine.triggerPipeline({ projectId, triggerType: 'api' });
     await engine.settled(p.id);
-    const { rows } = await db.query<{ id: string }>('SELECT id FROM workflows WHERE pipeline_id = $1', [p.id]);
+    const { rows } = await db.query<{ id: string }>('SELECT id FROM workflows WHERE pipeline_id = $1', [
+      p.id,
+    ]);
     return rows[0]!.id;
   }
 
   async function statuses(workflowId: string): Promise<Record<string, string>> {
-    const { rows } = await db.query<{ name: string; status: string }>('SELECT name, status FROM jobs WHERE workflow_id = $1 ORDER BY position', [
-      workflowId,
-    ]);
+    const { rows } = await db.query<{ name: string; status: string }>(
+      'SELECT name, status FROM jobs WHERE workflow_id = $1 ORDER BY position',
+      [workflowId],
+    );
     const wf = await db.query<{ status: string }>('SELECT status FROM workflows WHERE id = $1', [workflowId]);
     return { workflow: wf.rows[0]!.status, ...Object.fromEntries(rows.map((r) => [r.name, r.status])) };
   }
 
   async function claim() {
-    const got = await scheduler.claim(agent, { agentId: 'agent-1', resourceClasses: ['machine:medium'], waitMs: 0 }, never);
+    const got = await scheduler.claim(
+      agent,
+      { agentId: 'agent-1', resourceClasses: ['machine:medium'], waitMs: 0 },
+      never,
+    );
     expect(got).not.toBeNull();
     return got!;
   }

@@ -12,7 +12,13 @@ import {
   requiredStatusOf,
   type JobStatus,
 } from './job-state.js';
-import { WORKFLOW_STATUSES, WORKFLOW_TRANSITIONS, canTransitionWorkflow, deriveWorkflowStatus, isFinalWorkflowStatus } from './workflow-state.js';
+import {
+  WORKFLOW_STATUSES,
+  WORKFLOW_TRANSITIONS,
+  canTransitionWorkflow,
+  deriveWorkflowStatus,
+  isFinalWorkflowStatus,
+} from './workflow-state.js';
 import { filtersAllow, matchesPattern, selectWorkflowJobs } from './filters.js';
 import { queueKeyOf, buildTaskSpecs } from './task-spec.js';
 import { classifyVcsUrl, vcsUrlProblem } from './vcs.js';
@@ -31,7 +37,17 @@ describe('job transition table', () => {
   it('final statuses are exactly those with no way out', () => {
     const finals = JOB_STATUSES.filter(isFinalJobStatus);
     expect(finals.sort()).toEqual(
-      ['success', 'failed', 'timedout', 'infrastructure_fail', 'canceled', 'not_run', 'retried', 'unauthorized', 'terminated-unknown'].sort(),
+      [
+        'success',
+        'failed',
+        'timedout',
+        'infrastructure_fail',
+        'canceled',
+        'not_run',
+        'retried',
+        'unauthorized',
+        'terminated-unknown',
+      ].sort(),
     );
   });
 
@@ -149,8 +165,12 @@ describe('filters', () => {
     expect(filtersAllow({}, { tag: 'v1' })).toBe(false);
     expect(filtersAllow({ tags: {} }, { tag: 'v1' })).toBe(false);
     expect(filtersAllow({ tags: { only: ['/v.*/'] } }, { tag: 'v1' })).toBe(true);
-    expect(filtersAllow({ tags: { only: ['/v.*/'] }, branches: { ignore: ['/.*/'] } }, { tag: 'v1' })).toBe(true);
-    expect(filtersAllow({ tags: { only: ['/v.*/'] }, branches: { ignore: ['/.*/'] } }, { branch: 'main' })).toBe(false);
+    expect(filtersAllow({ tags: { only: ['/v.*/'] }, branches: { ignore: ['/.*/'] } }, { tag: 'v1' })).toBe(
+      true,
+    );
+    expect(
+      filtersAllow({ tags: { only: ['/v.*/'] }, branches: { ignore: ['/.*/'] } }, { branch: 'main' }),
+    ).toBe(false);
     expect(filtersAllow({ tags: { ignore: ['/beta.*/'] } }, { tag: 'beta1' })).toBe(false);
     expect(filtersAllow({ tags: { ignore: ['/beta.*/'] } }, { tag: 'v2' })).toBe(true);
   });
@@ -206,7 +226,14 @@ describe('task specs', () => {
       },
       workflow: { id: 'w1', workspaceId: 'ws1' },
       pipeline: { id: 'p1', number: 3, branch: 'main', tag: null, revision: 'a'.repeat(40) },
-      project: { id: 'pr1', slug: 'circleci/acme/app', name: 'app', orgId: 'o1', orgName: 'acme', vcsUrl: '/repo' },
+      project: {
+        id: 'pr1',
+        slug: 'circleci/acme/app',
+        name: 'app',
+        orgId: 'o1',
+        orgName: 'acme',
+        vcsUrl: '/repo',
+      },
       checkoutUrl: 'file:///repo',
       serverUrl: 'http://torus',
       previousBuildNum: 5,
@@ -237,8 +264,14 @@ describe('repository URLs', () => {
   it('tells local paths from remote URLs and refuses command transports', () => {
     expect(classifyVcsUrl('/srv/repo')).toEqual({ local: true, path: '/srv/repo' });
     expect(classifyVcsUrl('file:///srv/repo')).toEqual({ local: true, path: '/srv/repo' });
-    expect(classifyVcsUrl('https://git.example.com/acme/app.git')).toEqual({ local: false, url: 'https://git.example.com/acme/app.git' });
-    expect(classifyVcsUrl('git@github.com:acme/app.git')).toEqual({ local: false, url: 'git@github.com:acme/app.git' });
+    expect(classifyVcsUrl('https://git.example.com/acme/app.git')).toEqual({
+      local: false,
+      url: 'https://git.example.com/acme/app.git',
+    });
+    expect(classifyVcsUrl('git@github.com:acme/app.git')).toEqual({
+      local: false,
+      url: 'git@github.com:acme/app.git',
+    });
     expect(vcsUrlProblem('ssh://git@host/acme/app.git')).toBeNull();
     expect(vcsUrlProblem('ext::sh -c id')).toMatch(/not supported/);
     expect(vcsUrlProblem('ftp://host/repo')).toMatch(/not supported/);

@@ -39,7 +39,9 @@ export interface TaskContext {
   username?: string | null;
 }
 
-export function buildUrlOf(ctx: Pick<TaskContext, 'serverUrl' | 'project' | 'pipeline' | 'workflow' | 'job'>): string {
+export function buildUrlOf(
+  ctx: Pick<TaskContext, 'serverUrl' | 'project' | 'pipeline' | 'workflow' | 'job'>,
+): string {
   return `${ctx.serverUrl}/pipelines/${ctx.project.slug}/${ctx.pipeline.number}/workflows/${ctx.workflow.id}/jobs/${ctx.job.number}`;
 }
 
@@ -74,7 +76,10 @@ export function builtInEnvironment(ctx: TaskContext, nodeIndex: number): Record<
   return env;
 }
 
-export function buildTaskSpecs(ctx: TaskContext): { resourceClass: string; specs: Omit<TaskSpec, 'taskId'>[] } {
+export function buildTaskSpecs(ctx: TaskContext): {
+  resourceClass: string;
+  specs: Omit<TaskSpec, 'taskId'>[];
+} {
   const resourceClass = queueKeyOf(ctx.compiled.executor, ctx.compiled.resourceClass);
   const total = Math.max(1, ctx.compiled.parallelism);
   const specs: Omit<TaskSpec, 'taskId'>[] = [];

@@ -46,13 +46,17 @@ function hasControlChar(s: string): boolean {
 function validateTrigger(input: TriggerInput): void {
   const bad = (message: string) => new TorusError('TORUS_E_BAD_REQUEST', message);
   if (input.branch && input.tag) throw bad('branch and tag are mutually exclusive: pass one of them.');
-  if (!TRIGGER_TYPES.includes(input.triggerType)) throw bad(`Unknown trigger type ${JSON.stringify(input.triggerType)}.`);
+  if (!TRIGGER_TYPES.includes(input.triggerType))
+    throw bad(`Unknown trigger type ${JSON.stringify(input.triggerType)}.`);
   for (const [what, v] of [
     ['branch', input.branch],
     ['tag', input.tag],
   ] as const) {
     // git refuses these in ref names; refusing early gives a clearer message than "not found"
-    if (v !== undefined && (v === '' || v.startsWith('-') || hasControlChar(v) || /[\s~^:?*[\\]|\.\.|@\{/.test(v))) {
+    if (
+      v !== undefined &&
+      (v === '' || v.startsWith('-') || hasControlChar(v) || /[\s~^:?*[\\]|\.\.|@\{/.test(v))
+    ) {
       throw bad(`Invalid ${what} name ${JSON.stringify(v)}.`);
     }
   }
@@ -61,10 +65,14 @@ function validateTrigger(input: TriggerInput): void {
   }
   const params = input.parameters ?? {};
   const keys = Object.keys(params);
-  if (keys.length > MAX_PARAMETERS) throw bad(`Too many pipeline parameters (${keys.length}); at most ${MAX_PARAMETERS}.`);
+  if (keys.length > MAX_PARAMETERS)
+    throw bad(`Too many pipeline parameters (${keys.length}); at most ${MAX_PARAMETERS}.`);
   for (const k of keys) {
     const v = params[k];
-    if (k.length > MAX_PARAMETER_KEY) throw bad(`Pipeline parameter name ${JSON.stringify(k.slice(0, 40))}… is longer than ${MAX_PARAMETER_KEY} characters.`);
+    if (k.length > MAX_PARAMETER_KEY)
+      throw bad(
+        `Pipeline parameter name ${JSON.stringify(k.slice(0, 40))}… is longer than ${MAX_PARAMETER_KEY} characters.`,
+      );
     if (typeof v !== 'string' && typeof v !== 'number' && typeof v !== 'boolean') {
       throw bad(`Pipeline parameter ${k} must be a string, number or boolean.`);
     }
@@ -179,7 +187,10 @@ export function pipelineValuesOf(v: ValueInputs): PipelineValues {
   };
 }
 
-async function loadPipeline(core: EngineCore, pipelineId: string): Promise<{ pipeline: PipelineRecord; project: ProjectRecord } | null> {
+async function loadPipeline(
+  core: EngineCore,
+  pipelineId: string,
+): Promise<{ pipeline: PipelineRecord; project: ProjectRecord } | null> {
   const { rows } = await core.res.db.query<PipelineRecord>(
     `SELECT id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision, parameters, created_at
        FROM pipelines WHERE id = $1`,
@@ -205,7 +216,12 @@ interface Finish {
 }
 
 /** Marks a pipeline still `created` as errored; a pipeline another process finished is left alone. */
-async function markErrored(core: EngineCore, pipelineId: string, errors: PipelineError[], f: Finish = {}): Promise<void> {
+async function markErrored(
+  core: EngineCore,
+  pipelineId: string,
+  errors: PipelineError[],
+  f: Finish = {},
+): Promise<void> {
   await core.res.db.transaction(async (tx) => {
     const { rowCount } = await tx.query(
       `UPDATE pipelines SET state = 'errored', errors = $2, revision = coalesce($3, revision), vcs = coalesce($4, vcs),
@@ -225,7 +241,12 @@ async function markErrored(core: EngineCore, pipelineId: string, errors: Pipelin
   });
 }
 
-function vcsInfo(project: ProjectRecord, pipeline: PipelineRecord, commit: ResolvedCommit, checkoutUrl: string): Record<string, unknown> {
+function vcsInfo(
+  project: ProjectRecord,
+  pipeline: PipelineRecord,
+  commit: ResolvedCommit,
+  checkoutUrl: string,
+): Record<string, unknown> {
   // CircleCI's pipeline `vcs` object
   return {
     provider_name: 'circleci',
@@ -271,9 +292,17 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
   try {
     commit = await core.vcs.resolve(
       { id: project.id, vcsUrl: project.vcs_url },
-      { branch: pipeline.branch ?? undefined, tag: pipeline.tag ?? undefined, revision: pipeline.revision ?? undefined },
+      {
+        branch: pipeline.branch ?? undefined,
+        tag: pipeline.tag ?? undefined,
+        revision: pipeline.revision ?? undefined,
+      },
     );
-    source = await core.vcs.readFile({ id: project.id, vcsUrl: project.vcs_url }, commit.revision, CONFIG_PATH);
+    source = await core.vcs.readFile(
+      { id: project.id, vcsUrl: project.vcs_url },
+      commit.revision,
+      CONFIG_PATH,
+    );
   } catch (err) {
     if (!(err instanceof VcsError)) log.error({ err }, 'unexpected failure fetching the config');
     await markErrored(core, pipelineId, [{ type: 'config-fetch', message: (err as Error).message }]);
@@ -282,17 +311,32 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
   const checkoutUrl = core.vcs.checkoutUrl(project.vcs_url);
   const vcs = vcsInfo(project, pipeline, commit, checkoutUrl);
   if (source === null) {
-    const at = pipeline.tag ? `tag ${pipeline.tag}` : pipeline.branch ? `branch ${pipeline.branch}` : 'the revision';
+    const at = pipeline.tag
+      ? `tag ${pipeline.tag}`
+      : pipeline.branch
+        ? `branch ${pipeline.branch}`
+        : 'the revision';
     await markErrored(
       core,
       pipelineId,
-      [{ type: 'config-fetch', message: `No ${CONFIG_PATH} found at ${commit.revision} (${at}): add one to the repository.` }],
+      [
+        {
+          type: 'config-fetch',
+          message: `No ${CONFIG_PATH} found at ${commit.revision} (${at}): add one to the repository.`,
+        },
+      ],
       { revision: commit.revision, vcs },
     );
     return;
   }
 
-  const values = pipelineValuesOf({ pipeline, project, commit, baseRevision: await baseRevisionOf(core, pipeline), checkoutUrl });
+  const values = pipelineValuesOf({
+    pipeline,
+    project,
+    commit,
+    baseRevision: await baseRevisionOf(core, pipeline),
+    checkoutUrl,
+  });
   let compiled;
   try {
     compiled = await core.compile(source, {
@@ -316,7 +360,10 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
     await markErrored(
       core,
       pipelineId,
-      compiled.errors.map((e) => ({ type: 'config' as const, message: e.hint ? `${e.message}\n${e.hint}` : e.message })),
+      compiled.errors.map((e) => ({
+        type: 'config' as const,
+        message: e.hint ? `${e.message}\n${e.hint}` : e.message,
+      })),
       finish,
     );
     return;
@@ -340,13 +387,23 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
     selections = selectWorkflows(compiled.config, pipeline);
   } catch (err) {
     if (!(err instanceof FilterPatternError)) throw err;
-    await markErrored(core, pipelineId, [{ type: 'config', message: `${CONFIG_PATH}: ${err.message}` }], finish);
+    await markErrored(
+      core,
+      pipelineId,
+      [{ type: 'config', message: `${CONFIG_PATH}: ${err.message}` }],
+      finish,
+    );
     return;
   }
   const config = compiled.config;
   const unqueueable = unqueueableJobs(config, selections);
   if (unqueueable.length > 0) {
-    await markErrored(core, pipelineId, unqueueable.map((message) => ({ type: 'config' as const, message })), finish);
+    await markErrored(
+      core,
+      pipelineId,
+      unqueueable.map((message) => ({ type: 'config' as const, message })),
+      finish,
+    );
     return;
   }
   try {
@@ -372,7 +429,10 @@ const QUEUE_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._:/+-]*$/;
 const MAX_QUEUE_KEY = 200;
 
 /** Messages for build jobs whose resource class the scheduler would refuse. */
-function unqueueableJobs(config: CompiledConfig, selections: { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[]): string[] {
+function unqueueableJobs(
+  config: CompiledConfig,
+  selections: { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[],
+): string[] {
   const out = new Set<string>();
   for (const { jobs } of selections) {
     for (const job of jobs) {
@@ -395,17 +455,33 @@ async function createAll(
   pipeline: PipelineRecord,
   config: CompiledConfig,
   selections: { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[],
-  f: { revision: string; vcs: Record<string, unknown>; source: string; compiled: string; values: PipelineValues },
+  f: {
+    revision: string;
+    vcs: Record<string, unknown>;
+    source: string;
+    compiled: string;
+    values: PipelineValues;
+  },
 ): Promise<void> {
   await core.res.db.transaction(async (tx) => {
-    const locked = await tx.query<{ state: string }>('SELECT state FROM pipelines WHERE id = $1 FOR UPDATE', [pipelineId]);
+    const locked = await tx.query<{ state: string }>('SELECT state FROM pipelines WHERE id = $1 FOR UPDATE', [
+      pipelineId,
+    ]);
     // another replica (or recover()) finished it meanwhile
     if (locked.rows[0]?.state !== 'created') return;
     await tx.query(
       `UPDATE pipelines SET state = 'pending', revision = $2, vcs = $3, config_source = $4, config_compiled = $5, updated_at = $6,
          pipeline_values = $7
         WHERE id = $1`,
-      [pipelineId, f.revision, JSON.stringify(f.vcs), f.source, f.compiled, core.res.clock.now(), JSON.stringify(f.values)],
+      [
+        pipelineId,
+        f.revision,
+        JSON.stringify(f.vcs),
+        f.source,
+        f.compiled,
+        core.res.clock.now(),
+        JSON.stringify(f.values),
+      ],
     );
     // the revision is stored from here on: the DAG's queue step reads it
     await createWorkflows(core, tx, pipeline, config, selections);
@@ -413,11 +489,15 @@ async function createAll(
   });
 }
 
-function selectWorkflows(config: CompiledConfig, pipeline: PipelineRecord): { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[] {
+function selectWorkflows(
+  config: CompiledConfig,
+  pipeline: PipelineRecord,
+): { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[] {
   const out: { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[] = [];
   for (const workflow of config.workflows) {
-    // legacy scheduled workflows (`triggers:`) run on their schedule, not on pushes or API triggers
-    if (workflow.triggers.length > 0 && pipeline.trigger_type !== 'scheduled_pipeline') continue;
+    // legacy scheduled workflows (`triggers:`) run only on their own cron schedule (a later issue),
+    // never in pipelines triggered by a push, the API or a scheduled pipeline
+    if (workflow.triggers.length > 0) continue;
     const jobs = selectWorkflowJobs(workflow.jobs, { branch: pipeline.branch, tag: pipeline.tag });
     if (jobs.length > 0) out.push({ workflow, jobs });
   }

@@ -81,7 +81,9 @@ export function vcsUrlProblem(vcsUrl: string): string | null {
 }
 
 /** Where a repository URL points: a local path, or a remote URL to mirror. */
-export function classifyVcsUrl(vcsUrl: string): { local: true; path: string } | { local: false; url: string } {
+export function classifyVcsUrl(
+  vcsUrl: string,
+): { local: true; path: string } | { local: false; url: string } {
   if (vcsUrl.startsWith('file://')) return { local: true, path: fileURLToPath(vcsUrl) };
   if (/^[a-z][a-z0-9+.-]*:\/\//i.test(vcsUrl)) return { local: false, url: vcsUrl };
   // scp-like syntax: `git@host:org/repo.git` (a colon before any slash)
@@ -92,7 +94,14 @@ export function classifyVcsUrl(vcsUrl: string): { local: true; path: string } | 
 function gitEnv(): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   // a parent git (hooks, tests run from a repository) must not redirect ours
-  for (const k of ['GIT_DIR', 'GIT_WORK_TREE', 'GIT_INDEX_FILE', 'GIT_OBJECT_DIRECTORY', 'GIT_CEILING_DIRECTORIES']) delete env[k];
+  for (const k of [
+    'GIT_DIR',
+    'GIT_WORK_TREE',
+    'GIT_INDEX_FILE',
+    'GIT_OBJECT_DIRECTORY',
+    'GIT_CEILING_DIRECTORIES',
+  ])
+    delete env[k];
   env.GIT_TERMINAL_PROMPT = '0';
   env.GIT_SSH_COMMAND = 'ssh -o BatchMode=yes';
   env.LC_ALL = 'C';
@@ -111,7 +120,13 @@ function runGit(args: string[], opts: { cwd?: string; timeoutMs?: number } = {})
       'git',
       // ext:: and fd:: transports run commands: never, whatever the URL says
       ['-c', 'safe.directory=*', '-c', 'protocol.ext.allow=never', '-c', 'protocol.fd.allow=never', ...args],
-      { cwd: opts.cwd, env: gitEnv(), timeout: opts.timeoutMs ?? GIT_TIMEOUT_MS, maxBuffer: GIT_MAX_BUFFER, encoding: 'utf8' },
+      {
+        cwd: opts.cwd,
+        env: gitEnv(),
+        timeout: opts.timeoutMs ?? GIT_TIMEOUT_MS,
+        maxBuffer: GIT_MAX_BUFFER,
+        encoding: 'utf8',
+      },
       (err, stdout, stderr) => {
         if (!err) return resolve({ code: 0, stdout, stderr });
         const e = err as NodeJS.ErrnoException & { code?: number | string; killed?: boolean };
@@ -200,9 +215,25 @@ export class GitVcsProvider implements VcsProvider {
     if (show.code !== 0) {
       throw new VcsError('git', `cannot read commit ${revision}: ${lastLine(show.stderr)}`);
     }
-    const [subject = '', body = '', authorName = '', authorEmail = '', authorDate = '', committerName = '', committerEmail = ''] =
-      show.stdout.replace(/\n$/, '').split('\x1f');
-    return { revision, subject, body: body.trim(), authorName, authorEmail, authorDate, committerName, committerEmail };
+    const [
+      subject = '',
+      body = '',
+      authorName = '',
+      authorEmail = '',
+      authorDate = '',
+      committerName = '',
+      committerEmail = '',
+    ] = show.stdout.replace(/\n$/, '').split('\x1f');
+    return {
+      revision,
+      subject,
+      body: body.trim(),
+      authorName,
+      authorEmail,
+      authorDate,
+      committerName,
+      committerEmail,
+    };
   }
 
   async readFile(project: VcsProject, revision: string, path: string): Promise<string | null> {
@@ -254,8 +285,11 @@ export class GitVcsProvider implements VcsProvider {
   private async updateMirror(dir: string, url: string): Promise<void> {
     if (existsSync(dir)) {
       const seturl = await runGit(['-C', dir, 'remote', 'set-url', 'origin', url]);
-      if (seturl.code !== 0) throw new VcsError('git', `cannot update the mirror of ${url}: ${lastLine(seturl.stderr)}`);
-      const r = await runGit(['-C', dir, 'fetch', '--prune', '--quiet', 'origin'], { timeoutMs: FETCH_TIMEOUT_MS });
+      if (seturl.code !== 0)
+        throw new VcsError('git', `cannot update the mirror of ${url}: ${lastLine(seturl.stderr)}`);
+      const r = await runGit(['-C', dir, 'fetch', '--prune', '--quiet', 'origin'], {
+        timeoutMs: FETCH_TIMEOUT_MS,
+      });
       if (r.code !== 0) throw new VcsError('unreachable', `cannot fetch ${url}: ${lastLine(r.stderr)}`);
       return;
     }

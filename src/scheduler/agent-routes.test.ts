@@ -137,6 +137,22 @@ for (const kind of databaseKinds()) {
       expect(lost.json()).toEqual({ message: expect.stringContaining('stop working on it') });
     });
 
+    it('answers waiting claims with 204 when the server closes, instead of holding the close', async () => {
+      await app.listen({ host: '127.0.0.1', port: 0 });
+      const addr = app.server.address();
+      const port = typeof addr === 'object' && addr ? addr.port : 0;
+      const pending = fetch(`http://127.0.0.1:${port}${AGENT_API_PREFIX}/claim`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ agentId: 'waiting', resourceClasses: ['machine:*'], waitMs: 20_000 }),
+      });
+      await new Promise((r) => setTimeout(r, 300));
+      const t0 = Date.now();
+      await app.close();
+      expect(Date.now() - t0).toBeLessThan(3_000);
+      expect((await pending).status).toBe(204);
+    });
+
     it('ends a waiting claim when its client disconnects, leaving later tasks queued', async () => {
       await app.listen({ host: '127.0.0.1', port: 0 });
       const addr = app.server.address();

@@ -24,7 +24,11 @@ export async function enqueueTasks(
   job: { jobId: string; resourceClass: string; specs: Omit<TaskSpec, 'taskId'>[] },
 ): Promise<string[]> {
   assertResourceClass(job.resourceClass);
-  const specs: TaskSpec[] = job.specs.map((spec, index) => ({ ...spec, taskId: ctx.res.ids.uuid(), nodeIndex: index }));
+  const specs: TaskSpec[] = job.specs.map((spec, index) => ({
+    ...spec,
+    taskId: ctx.res.ids.uuid(),
+    nodeIndex: index,
+  }));
   if (specs.length === 0) return [];
   // one statement for all tasks (node index = position), and the NOTIFY, delivered at commit
   await tx.query(
@@ -86,7 +90,11 @@ interface Claimed {
  * One attempt, one statement: the oldest queued task of the agent's classes, leased to it, or null.
  * The job_task_starts insert tells exactly one claim per job that it is the job's first.
  */
-async function claimOnce(ctx: SchedulerContext, agentId: string, patterns: readonly string[]): Promise<Claimed | null> {
+async function claimOnce(
+  ctx: SchedulerContext,
+  agentId: string,
+  patterns: readonly string[],
+): Promise<Claimed | null> {
   const { exact, like } = classFilter(patterns);
   const { settings, clock, ids } = ctx.res;
   const now = clock.now();
@@ -143,7 +151,10 @@ async function releaseClaim(ctx: SchedulerContext, got: Claimed): Promise<void> 
     );
     if (rowCount === 0) return;
     // the job has not really started: the next claim reports it
-    await tx.query('DELETE FROM job_task_starts WHERE job_id = $1 AND first_task_id = $2', [got.jobId, taskId]);
+    await tx.query('DELETE FROM job_task_starts WHERE job_id = $1 AND first_task_id = $2', [
+      got.jobId,
+      taskId,
+    ]);
     await tx.query('SELECT pg_notify($1, $2)', [CHANNELS.taskQueued, got.resourceClass]);
   });
 }

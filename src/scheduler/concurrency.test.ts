@@ -27,7 +27,7 @@ describe.runIf(requirePart('postgres', 'concurrent claims on PostgreSQL'))(
       await db.close();
     });
 
-    it(`gives each of ${JOBS * PARALLELISM} tasks to exactly one of ${CLAIMERS} claimers`, async () => {
+    it(`gives each of ${JOBS * PARALLELISM} tasks to exactly one of ${CLAIMERS} claimers, and finishes each job once`, async () => {
       const hooks = recordingHooks();
       const url = db.pool.options.connectionString!;
       const schedulers: Scheduler[] = [];
@@ -43,7 +43,7 @@ describe.runIf(requirePart('postgres', 'concurrent claims on PostgreSQL'))(
       const producer = createScheduler(enqueuer.res, hooks);
       const jobIds: string[] = [];
       // claimers start waiting first, then work arrives: they race for every task
-      const claimed: string[][] = schedulers.map(() => []);
+      const claimed: { taskId: string; leaseId: string }[][] = schedulers.map(() => []);
       const runs = schedulers.map(async (s, i) => {
         for (;;) {
           const c = await s.claim(
@@ -52,17 +52,15 @@ describe.runIf(requirePart('postgres', 'concurrent claims on PostgreSQL'))(
             new AbortController().signal,
           );
           if (!c) return;
-          claimed[i]!.push(c.task.taskId);
+          claimed[i]!.push({ taskId: c.task.taskId, leaseId: c.leaseId });
         }
       });
       for (let j = 0; j < JOBS; j++) {
         jobIds.push((await enqueueJob(db, producer.enqueue, { parallelism: PARALLELISM })).jobId);
       }
       await Promise.all(runs);
-      for (const s of schedulers) await s.stop();
-      await producer.stop();
 
-      const all = claimed.flat();
+      const all = claimed.flat().map((c) => c.taskId);
       expect(all).toHaveLength(JOBS * PARALLELISM);
       expect(new Set(all).size).toBe(JOBS * PARALLELISM);
       // the work was shared, not taken by one claimer
@@ -72,6 +70,20 @@ describe.runIf(requirePart('postgres', 'concurrent claims on PostgreSQL'))(
       );
       expect(rows.rows).toEqual([{ status: 'running', n: JOBS * PARALLELISM }]);
       expect([...hooks.started].sort()).toEqual([...jobIds].sort());
+
+      // every claimer completes its tasks at once: each job finishes exactly once
+      await Promise.all(
+        schedulers.map((s, i) =>
+          Promise.all(
+            claimed[i]!.map((c) => s.complete(c.taskId, { leaseId: c.leaseId, status: 'success' })),
+          ),
+        ),
+      );
+      for (const s of schedulers) await s.stop();
+      await producer.stop();
+      expect(hooks.finished).toHaveLength(JOBS);
+      expect(new Set(hooks.finished.map((f) => f.jobId)).size).toBe(JOBS);
+      expect(hooks.finished.every((f) => f.outcome === 'success')).toBe(true);
     });
   },
 );

@@ -126,8 +126,11 @@ export function leaseLost(taskId: string, why: string): TorusError {
 
 /** Why `leaseId` is not the live lease of `row`, or null when it is. */
 export function leaseProblem(row: TaskRow, leaseId: string, now: Date): string | null {
-  if (row.lease_id !== leaseId)
-    return row.status === 'queued' ? 'the task was re-queued' : 'another lease holds it';
+  if (row.lease_id !== leaseId) {
+    if (row.status === 'queued') return 'the task was re-queued';
+    if (row.status === 'running') return 'another agent holds it now';
+    return `the task is already ${row.status}`;
+  }
   if (row.status !== 'running') return `the task is already ${row.status}`;
   if (!row.lease_expires_at || row.lease_expires_at.getTime() <= now.getTime()) return 'the lease expired';
   return null;

@@ -112,7 +112,8 @@ async function expireLease(ctx: SchedulerContext, taskId: string, jobId: string)
       ? 'canceled: its agent stopped responding after the job was canceled'
       : `its agent stopped responding ${row.attempt + 1} time${row.attempt === 0 ? '' : 's'}; giving up`;
     await tx.query(
-      'UPDATE tasks SET status = $2, message = $3, stopped_at = $4, lease_expires_at = NULL WHERE id = $1',
+      // lease_id cleared: the lost agent's late "complete" gets 409, not the idempotent-repeat answer
+      'UPDATE tasks SET status = $2, message = $3, stopped_at = $4, lease_id = NULL, lease_expires_at = NULL WHERE id = $1',
       [taskId, outcome, text, now],
     );
     await tx.query('SELECT pg_notify($1, $2)', [CHANNELS.taskChanged, taskId]);
@@ -159,7 +160,11 @@ export async function sweepExpiredLeases(ctx: SchedulerContext): Promise<number>
 }
 
 /** Calls onJobFinished with the job's aggregate outcome (after any pending onTaskStarted of the job). */
-export async function finishJob(ctx: SchedulerContext, jobId: string, outcomes: TaskOutcome[]): Promise<void> {
+export async function finishJob(
+  ctx: SchedulerContext,
+  jobId: string,
+  outcomes: TaskOutcome[],
+): Promise<void> {
   await ctx.jobHooks.jobFinished(jobId, aggregateOutcome(outcomes));
 }
 

@@ -211,6 +211,10 @@ for (const kind of databaseKinds()) {
         code: 'TORUS_E_LEASE_LOST',
         status: 409,
       });
+      await expect(s.complete(taskId, { leaseId: third.leaseId, status: 'success' })).rejects.toMatchObject({
+        status: 409,
+        message: expect.stringMatching(/already infrastructure_fail/),
+      });
     });
 
     it('keeps a task while its agent heartbeats, and reports a cancel through the heartbeat', async () => {
@@ -229,6 +233,24 @@ for (const kind of databaseKinds()) {
       expect(row.rows[0]).toEqual({ status: 'running', lease_id: c.leaseId, attempt: 0 });
       await db.transaction((tx) => s.cancelJob(tx, jobId));
       expect(await s.heartbeat(taskIds[0]!, c.leaseId)).toEqual({ cancel: true });
+    });
+
+    it('ends a canceled task as canceled, not re-queued, when its agent stops responding', async () => {
+      const s = make({ leaseMs: 150 });
+      s.start();
+      const { jobId, taskIds } = await enqueueJob(db, s.enqueue);
+      await s.claim(machineAgent, claimReq(['machine:*']), never);
+      expect(await db.transaction((tx) => s.cancelJob(tx, jobId))).toEqual({
+        canceledTasks: 0,
+        runningTasks: 1,
+      });
+      await waitFor(() => hooks.finished.length > 0, 3_000);
+      expect(hooks.finished).toEqual([{ jobId, outcome: 'canceled' }]);
+      const row = await db.query<{ status: string; attempt: number }>(
+        'SELECT status, attempt FROM tasks WHERE id = $1',
+        [taskIds[0]],
+      );
+      expect(row.rows[0]).toEqual({ status: 'canceled', attempt: 0 });
     });
 
     it('refuses every lease-bearing call with 409 once the lease is lost', async () => {

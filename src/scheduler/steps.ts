@@ -50,7 +50,13 @@ export async function appendStepOutput(
   index: number,
   req: OutputRequest,
 ): Promise<void> {
-  for (const c of req.chunks) parseTime(`chunk ${c.seq} time`, c.time);
+  // Postgres text cannot hold NUL; a job printing one gets U+FFFD, as a terminal would show garbage.
+  const chunks = req.chunks.map((c) => ({
+    seq: c.seq,
+    stream: c.stream,
+    time: parseTime(`chunk ${c.seq} time`, c.time).toISOString(),
+    data: c.data.replace(/\0/g, '\uFFFD'),
+  }));
   await ctx.res.db.transaction(async (tx) => {
     await holdLease(tx, taskId, req.leaseId, ctx.res.clock.now());
     const { rows } = await tx.query<{ status: string }>(
@@ -64,14 +70,7 @@ export async function appendStepOutput(
         `step ${index} of task ${taskId} has not started: send steps/${index}/start first`,
       );
     // A retried request for a step that has ended: its chunks were stored and moved already.
-    if (step.status !== 'running' || req.chunks.length === 0) return;
-    // Postgres text cannot hold NUL; a job printing one gets U+FFFD, as a terminal would show garbage.
-    const chunks = req.chunks.map((c) => ({
-      seq: c.seq,
-      stream: c.stream,
-      time: c.time,
-      data: c.data.replace(/\0/g, '\uFFFD'),
-    }));
+    if (step.status !== 'running' || chunks.length === 0) return;
     await tx.query(
       `INSERT INTO output_chunks (task_id, step_index, seq, stream, ts, data)
        SELECT $1, $2, c.seq, c.stream, c.time, c.data

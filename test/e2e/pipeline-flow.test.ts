@@ -2,6 +2,7 @@
 // end through the real server and local agents: several workflows, requires with statuses, branch
 // and tag filters, an approval, a failing job and pipeline parameters.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { execFileSync } from 'node:child_process';
 import { startTorusServer, api, makeGitRepo, type TorusProcess } from '../harness/torus.js';
 import { waitFor } from '../harness/net.js';
 
@@ -94,9 +95,10 @@ interface Job {
 describe('a pipeline with workflows, filters, an approval and a failing job', () => {
   let server: TorusProcess;
   let slug: string;
+  let repo: string;
   beforeAll(async () => {
     server = await startTorusServer({ localAgents: 2 });
-    const repo = makeGitRepo({ 'README.md': '# flow\n', '.circleci/config.yml': CONFIG });
+    repo = makeGitRepo({ 'README.md': '# flow\n', '.circleci/config.yml': CONFIG });
     const created = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/acme/project', {
       name: 'flow',
       vcs_url: `file://${repo}`,
@@ -180,6 +182,17 @@ describe('a pipeline with workflows, filters, an approval and a failing job', ()
       return ws.length === 2 ? ws.map((w) => w.name).sort() : false;
     }, 30_000);
     expect(names).toEqual(['extra', 'main']);
+
+    // a tag pipeline runs only the job whose filters take tags
+    execFileSync('git', ['tag', 'v1.0'], { cwd: repo });
+    const tagged = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${slug}/pipeline`, { tag: 'v1.0' });
+    expect(tagged.status).toBe(201);
+    const wf = await waitFor(async () => {
+      const ws = await workflows(tagged.body.id);
+      return ws.length > 0 && ws.every((w) => w.status === 'success') ? ws : false;
+    }, 30_000);
+    expect(wf.map((w) => w.name)).toEqual(['tagged']);
+    expect(Object.keys(byName(await jobs(wf[0]!.id)))).toEqual(['release']);
   });
 
   it('rejects a parameter the config does not declare, and an unknown project', async () => {

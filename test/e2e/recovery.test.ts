@@ -56,7 +56,7 @@ async function jobsOf(server: TorusProcess, pipelineId: string): Promise<Record<
 }
 
 describe('recovery', () => {
-  it('re-queues the task of an agent killed with SIGKILL once its lease expires', async () => {
+  it('re-queues the task of an agent killed with SIGKILL once its lease expires', { timeout: 240_000 }, async () => {
     const server = await startTorusServer({ localAgents: 0, env: { TORUS_LEASE_MS: '1500', TORUS_HEARTBEAT_MS: '200' } });
     started.push(server);
     const tok = await api<{ token: string }>(server.url, 'POST', '/api/v2/torus/agent-tokens', { resource_class: 'machine:*', name: 'e2e' });
@@ -81,7 +81,7 @@ describe('recovery', () => {
     await server.kill('SIGTERM');
   });
 
-  it('loses nothing when the server is killed with SIGKILL mid-pipeline, and finishes after a restart', async () => {
+  it('loses nothing when the server is killed with SIGKILL mid-pipeline, and finishes after a restart', { timeout: 240_000 }, async () => {
     let server = await startTorusServer({ localAgents: 1, env: { TORUS_LEASE_MS: '3000', TORUS_HEARTBEAT_MS: '200' } });
     started.push(server);
     const slug = await setupProject(server, 'serverkill');
