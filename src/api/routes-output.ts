@@ -35,7 +35,8 @@ export function openEventStream(req: FastifyRequest, reply: FastifyReply): { sen
     // nginx and friends would otherwise buffer the stream
     'x-accel-buffering': 'no',
   });
-  reply.raw.flushHeaders();
+  // a first line at once tells the client the stream is open before any event has happened
+  reply.raw.write(': stream open\n\n');
   return {
     send(event, data) {
       if (!reply.raw.writableEnded) reply.raw.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`);
@@ -148,7 +149,7 @@ export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps): voi
         finish();
       });
     };
-    req.raw.on('close', finish);
+    reply.raw.on('close', finish);
     // Subscribe before the first read, so nothing printed in between is missed.
     const unfollow = await scheduler.followStep(taskId, step, pumpLogged);
     sub.unfollow = unfollow;

@@ -244,7 +244,7 @@ export function registerTorusRoutes(app: FastifyInstance, deps: RouteDeps, chang
     };
     const unsubscribe = await changes.subscribe(id, onChange);
     const keepAlive = setInterval(() => stream.comment('keep-alive'), 15_000);
-    req.raw.on('close', () => {
+    reply.raw.on('close', () => {
       closed = true;
       clearInterval(keepAlive);
       unsubscribe();

@@ -72,6 +72,9 @@ export function validateParameters(raw: unknown): Record<string, string | number
   return out;
 }
 
+/** git URLs that name another host: http(s), ssh, git protocol, or scp-like `user@host:path` */
+const REMOTE_GIT_URL_RE = /^(?:(?:https?|ssh|git):\/\/|[\w.-]+@[\w.-]+:)/i;
+
 function projectSlugOf(p: { vcs: string; org: string; repo: string }): string {
   return `${p.vcs}/${p.org}/${p.repo}`;
 }
@@ -114,6 +117,13 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
       throw new TorusError(
         'TORUS_E_BAD_REQUEST',
         'vcs_url is required: Torus builds plain git repositories, give their URL (file://, http(s)://, ssh://)',
+      );
+    }
+    // A repository on the server's own disk may sit next to its data; only admins may build those.
+    if (user.role !== 'admin' && !REMOTE_GIT_URL_RE.test(vcsUrl)) {
+      throw new TorusError(
+        'TORUS_E_FORBIDDEN',
+        "Only administrators may add a repository from the server's filesystem (a path or file:// URL); use an http(s)://, ssh:// or git@host: URL.",
       );
     }
     // 'circleci/acme', 'gh/acme', 'acme' or the organization's id

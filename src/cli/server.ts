@@ -70,6 +70,7 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
       classes: settings.localAgentClasses,
       sandbox: settings.sandbox,
       logger,
+      logLevel: settings.logLevel,
       workRoot: join(settings.dataDir, 'work'),
     });
   }

@@ -60,6 +60,7 @@ export async function watchPipeline(client: ApiClient, pipelineId: string, print
           jobStatus.set(j.id, j.status);
           print(`[${key}] ${j.status}${j.job_number ? ` (job #${j.job_number})` : ''}`);
         }
+        if (j.job_number && j.status === 'queued') await printWaitReasons(client, p.project_slug, j.job_number, key, printed, print);
         if (j.job_number && (j.status === 'running' || FINAL_JOB.has(j.status))) {
           await printNewOutput(client, p.project_slug, j.job_number, key, printed, print);
         }
@@ -70,6 +71,24 @@ export async function watchPipeline(client: ApiClient, pipelineId: string, print
       return wfs.every((w) => w.status === 'success');
     }
     await new Promise((r) => setTimeout(r, POLL_MS));
+  }
+}
+
+/** A queued job that waits for an agent says why (no agent serves its resource class, …), once per reason. */
+async function printWaitReasons(
+  client: ApiClient,
+  slug: string,
+  jobNumber: number,
+  label: string,
+  printed: Map<string, number>,
+  print: (line: string) => void,
+): Promise<void> {
+  const details = await client.get<{ messages?: Array<{ type: string; message: string }> }>(`/api/v2/project/${slug}/job/${jobNumber}`);
+  for (const m of details.messages ?? []) {
+    const key = `${jobNumber}:msg:${m.message}`;
+    if (printed.has(key)) continue;
+    printed.set(key, 1);
+    print(`[${label}] waiting: ${m.message}`);
   }
 }
 

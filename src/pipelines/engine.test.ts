@@ -446,7 +446,7 @@ workflows:
         return out;
       };
       // the scheduled workflow runs on its cron only
-    expect(await names({ branch: 'main' })).toEqual({ ci: ['build', 'main-only'] });
+      expect(await names({ branch: 'main' })).toEqual({ ci: ['build', 'main-only'] });
       expect(await names({ branch: 'rel-1' })).toEqual({ ci: ['build', 'not-main', 'rel'] });
       expect(await names({ branch: 'rel-skip' })).toEqual({ ci: ['build', 'not-main'] });
       // jobs without tag filters do not run for tags; publish runs since its requirement does
@@ -836,6 +836,9 @@ describe.skipIf(!hasGit)('git provider mirrors remote repositories', () => {
     });
     expect(await vcs.readFile(project, second, '.circleci/config.yml')).toBe(SIMPLE);
     expect(await vcs.readFile(project, second, 'missing.yml')).toBeNull();
+    // a damaged mirror is cloned again
+    rmSync(join(dataDir, 'repos', `${project.id}.git`, 'HEAD'));
+    expect((await vcs.resolve(project, { branch: 'main' })).revision).toBe(second);
     await expect(vcs.resolve(project, { tag: 'v9' })).rejects.toMatchObject({ kind: 'unknown-ref' });
     expect(await vcs.defaultBranch(repo)).toBe('main');
     await expect(

@@ -239,6 +239,7 @@ async function markErrored(
     );
     if (rowCount > 0) await notifyPipelineChanged(tx, pipelineId);
   });
+  core.res.logger.info({ pipelineId, errors }, 'pipeline errored');
 }
 
 function vcsInfo(
@@ -421,7 +422,7 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
     await markErrored(core, pipelineId, [{ type: 'config', message: err.message }], finish);
     return;
   }
-  log.debug({ workflows: selections.length }, 'pipeline created its workflows');
+  log.info({ workflows: selections.map((x) => x.workflow.name) }, 'pipeline created its workflows');
 }
 
 /** The scheduler's rule for queue keys (src/scheduler/resource-classes.ts). */

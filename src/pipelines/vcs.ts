@@ -283,6 +283,13 @@ export class GitVcsProvider implements VcsProvider {
   }
 
   private async updateMirror(dir: string, url: string): Promise<void> {
+    if (
+      existsSync(dir) &&
+      (await runGit(['-C', dir, 'rev-parse', '--is-bare-repository'])).stdout.trim() !== 'true'
+    ) {
+      // not a usable mirror (damaged, or left by something else): clone it afresh
+      rmSync(dir, { recursive: true, force: true });
+    }
     if (existsSync(dir)) {
       const seturl = await runGit(['-C', dir, 'remote', 'set-url', 'origin', url]);
       if (seturl.code !== 0)

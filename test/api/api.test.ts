@@ -5,6 +5,7 @@ import type { FastifyInstance, InjectOptions } from 'fastify';
 import { buildApp } from '../../src/api/index.js';
 import { createAccounts, type Accounts, type User } from '../../src/accounts/index.js';
 import { databaseKinds } from '../harness/db.js';
+import { waitFor } from '../harness/net.js';
 import { loadOpenApi } from '../harness/openapi.js';
 import { fakeEngine, fakeScheduler, seedPipeline, type Seeded } from './fakes.js';
 import { openTestResources, truncateAll, type TestResources } from './resources.js';
@@ -159,7 +160,10 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       const forbidden = await call('POST', '/api/v2/organization/acme/project', { token: t, body: { vcs_url: 'file:///x/y.git' } });
       expect(forbidden.status).toBe(403);
 
-      const own = await call('POST', '/api/v2/organization/alices/project', { token: t, body: { vcs_url: 'file:///x/tool.git' } });
+      const local = await call('POST', '/api/v2/organization/alices/project', { token: t, body: { vcs_url: 'file:///srv/secret.git' } });
+      expect(local.status).toBe(403);
+      expect(local.json.message).toMatch(/Only administrators may add a repository from the server's filesystem/);
+      const own = await call('POST', '/api/v2/organization/alices/project', { token: t, body: { vcs_url: 'https://git.example.com/x/tool.git' } });
       expect(own.status).toBe(200);
       expect(await accounts.memberRole(own.json.organization_id, alice.id)).toBe('admin');
       expect((await call('GET', '/api/v2/project/circleci/alices/tool', { token: t })).status).toBe(200);
@@ -404,6 +408,17 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         await next(/event: end/, 2000);
         expect(buf).toMatch(/event: output\ndata: \{"seq":0,"type":"out","time":"[^"]+","message":"before\\n"\}/);
         await reader.cancel();
+        await waitFor(() => scheduler.followerCount() === 0, 2000);
+
+        // A client that goes away mid-step leaves no subscription behind.
+        const other = await fetch(`${url}/api/v2/project/circleci/acme/widget/job/1/output?step=2&index=0&follow=true`, {
+          headers: { 'circle-token': adminToken },
+        });
+        const r2 = other.body!.getReader();
+        await r2.read();
+        await waitFor(() => scheduler.followerCount() === 1, 2000);
+        await r2.cancel();
+        await waitFor(() => scheduler.followerCount() === 0, 2000);
       } finally {
         await app.close();
         app = await buildApp(res, { engine, scheduler, accounts });
@@ -431,7 +446,7 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
           }
         };
         await readUntil(/"status":"running"/);
-        expect(buf).toMatch(/^event: pipeline\ndata: \{"pipeline":\{"id":"/);
+        expect(buf).toMatch(/^: stream open\n\nevent: pipeline\ndata: \{"pipeline":\{"id":"/);
         buf = '';
         await res.db.query(`UPDATE workflows SET status = 'success' WHERE id = $1`, [s.workflowId]);
         await res.db.notify('torus_pipeline_changed', s.pipelineId);

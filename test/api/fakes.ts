@@ -107,6 +107,8 @@ export function fakeScheduler(): Scheduler & {
   print(taskId: string, step: number, data: string, stream?: 'out' | 'err'): void;
   endStep(taskId: string, step: number): void;
   queuedMessages: JobMessage[];
+  /** how many live followers are subscribed (streams that were not cleaned up stay counted) */
+  followerCount(): number;
 } {
   const out = new Map<string, { chunks: OutputChunk[]; done: boolean }>();
   const followers = new Map<string, Set<() => void>>();
@@ -123,6 +125,7 @@ export function fakeScheduler(): Scheduler & {
     throw new Error('not used by the API tests');
   };
   const self = {
+    followerCount: () => [...followers.values()].reduce((n, set) => n + set.size, 0),
     queuedMessages: [{ type: 'info' as const, message: 'No agent serves resource class machine:medium yet.', reason: 'no_agent' }],
     print(taskId: string, step: number, data: string, stream: 'out' | 'err' = 'out') {
       const e = entry(taskId, step);

@@ -1,7 +1,7 @@
 // The `torus` CLI against a real server: add a project, trigger and watch a pipeline, list
 // pipelines, and a git hook that triggers a pipeline on commit.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { execFile, execFileSync } from 'node:child_process';
+import { execFile, execFileSync, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -65,6 +65,37 @@ describe('torus CLI', () => {
         env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_SERVER: server.url, TORUS_TOKEN: 'wrong' },
       }),
     ).rejects.toMatchObject({ stderr: expect.stringMatching(/401/) });
+  });
+
+  it('says in `pipeline watch` why a job stays queued', async () => {
+    const dockerRepo = makeGitRepo({
+      '.circleci/config.yml': `version: 2.1
+jobs:
+  in-docker:
+    docker:
+      - image: cimg/base:stable
+    steps:
+      - run: echo hi
+workflows:
+  w:
+    jobs: [in-docker]
+`,
+    });
+    await torus('project', 'add', dockerRepo, '--org', 'cli', '--name', 'docker');
+    const trig = await torus('pipeline', 'trigger', '--project', 'circleci/cli/docker');
+    const id = /pipeline #\d+ (\S+)/.exec(trig.stdout)![1]!;
+    const watch = spawn(process.execPath, [TORUS_BIN, 'pipeline', 'watch', id], {
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_SERVER: server.url, TORUS_TOKEN: server.token },
+    });
+    let out = '';
+    watch.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      await waitFor(() => /waiting: .*docker/.test(out), 30_000);
+    } finally {
+      watch.kill();
+    }
+    expect(out).toMatch(/\[w\/in-docker\] queued/);
+    expect(out).toMatch(/waiting: .*"docker:medium"/);
   });
 
   it('installs a git hook that triggers a pipeline for the committed branch', async () => {

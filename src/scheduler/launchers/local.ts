@@ -25,6 +25,8 @@ export interface LocalAgentsOptions {
   workRoot?: string;
   /** the script run with node; default `<repo>/bin/torus.js` (tests use a stand-in) */
   entry?: string;
+  /** the agents' log level (TORUS_LOG_LEVEL in their environment); default 'info' */
+  logLevel?: string;
   /** first restart delay, doubled per crash in a row up to 30 s; default 1000 */
   restartDelayMs?: number;
   /** how long stop() waits after SIGTERM before SIGKILL; default 30 s */
@@ -63,6 +65,7 @@ export function agentEnv(opts: LocalAgentsOptions): NodeJS.ProcessEnv {
     LANG: process.env.LANG || 'C.UTF-8',
     TORUS_AGENT_TOKEN: opts.token,
   };
+  if (opts.logLevel) env.TORUS_LOG_LEVEL = opts.logLevel;
   return env;
 }
 
