@@ -3,6 +3,7 @@ import { benchClaimLatency } from './claim-latency.js';
 import { benchTriggerToFirstOutput } from './pipeline-latency.js';
 import { benchThroughput } from './throughput.js';
 import { fmt } from './lib.js';
+import { benchConfig, printConfigBench } from './config/index.js';
 
 const claim = await benchClaimLatency();
 console.log(
@@ -13,4 +14,5 @@ const first = await benchTriggerToFirstOutput();
 console.log(`trigger → first output line: p50 ${fmt(first.p50)}, p90 ${fmt(first.p90)} (target p50 ≤ 500 ms, ${(first.p50 / 500).toFixed(2)}× target)`);
 const tp = await benchThroughput();
 console.log(`throughput: ${tp.jobs} one-step jobs in ${tp.seconds.toFixed(1)} s = ${tp.perSecond.toFixed(1)} jobs/s (target ≥ 10, ${(tp.perSecond / 10).toFixed(2)}× target)`);
+printConfigBench(await benchConfig());
 process.exit(0);

@@ -9,9 +9,12 @@ import { isTorusError, TorusError, type Resources } from '../ops/index.js';
 import { agentRoutes } from './agent-routes.js';
 import { requestToken, setUser } from './http.js';
 import { servedSpec } from './openapi.js';
-import { registerOutputRoutes } from './routes-output.js';
+import { registerOutputRoutes, registerOutputUrlRoute } from './routes-output.js';
 import { PipelineChanges, registerTorusRoutes } from './routes-torus.js';
 import { registerV2Routes, type RouteDeps } from './routes-v2.js';
+import { continueRoutes } from './routes-continue.js';
+import { compileRoutes } from './compile-routes.js';
+import { createOutputSigner } from './signing.js';
 
 export { validateParameters } from './routes-v2.js';
 export { IMPLEMENTED_OPERATIONS, servedSpec } from './openapi.js';
@@ -50,6 +53,7 @@ function parseJsonBody(_req: FastifyRequest, body: string, done: (err: Error | n
 }
 
 export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyInstance> {
+  // pino's Logger is a FastifyBaseLogger; only the generic parameter differs.
   const app = Fastify({
     loggerInstance: res.logger,
     // one debug line per request (onResponse below) instead of two info lines: agents poll a lot
@@ -58,7 +62,7 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
     rewriteUrl: (req) => decodeSlugSlashes(req.url ?? '/'),
     // SSE streams and long-polling claims are closed by the server at shutdown, not awaited forever
     forceCloseConnections: true,
-  });
+  }) as unknown as FastifyInstance;
   const routeDeps: RouteDeps = { res, ...deps };
   const changes = new PipelineChanges(routeDeps);
   app.addHook('onClose', async () => changes.close());
@@ -102,19 +106,26 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   await app.register(agentRoutes(deps.scheduler), { prefix: AGENT_API_PREFIX });
 
   // ---- the user API: a personal API token on every request ----
+  const authenticate = async (req: FastifyRequest): Promise<void> => {
+    const token = requestToken(req);
+    if (!token) throw new TorusError('TORUS_E_UNAUTHORIZED', 'You must log in first.');
+    const user = await deps.accounts.authenticate(token);
+    if (!user) throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid token provided.');
+    setUser(req, user);
+  };
+  const signer = createOutputSigner(res.db, res.clock);
+  // output_url: a token, or the signature the job details handed out
+  registerOutputUrlRoute(app, routeDeps, signer, authenticate);
+  // setup workflows: the continuation key is the credential (routes-continue.ts, by pipelines/)
+  await app.register(continueRoutes({ engine: deps.engine }));
+  // config compilation for the circleci CLI: CircleCI compiles without a token too (compile-routes.ts)
+  await app.register(compileRoutes({ authenticate: (token) => deps.accounts.authenticate(token) }));
   await app.register(async (api) => {
-    api.addHook('onRequest', async (req) => {
-      const token = requestToken(req);
-      if (!token) throw new TorusError('TORUS_E_UNAUTHORIZED', 'You must log in first.');
-      const user = await deps.accounts.authenticate(token);
-      if (!user) throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid token provided.');
-      setUser(req, user);
-    });
+    api.addHook('onRequest', authenticate);
     registerV2Routes(api, routeDeps);
-    registerOutputRoutes(api, routeDeps);
+    registerOutputRoutes(api, routeDeps, signer);
     registerTorusRoutes(api, routeDeps, changes);
   });
 
-  // pino's Logger is a FastifyBaseLogger; only the generic parameter differs.
-  return app as unknown as FastifyInstance;
+  return app;
 }

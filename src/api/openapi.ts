@@ -15,6 +15,7 @@ export const IMPLEMENTED_OPERATIONS: Record<string, string[]> = {
   '/project/{project-slug}/pipeline/mine': ['get'],
   '/project/{project-slug}/pipeline/{pipeline-number}': ['get'],
   '/pipeline': ['get'],
+  '/pipeline/continue': ['post'],
   '/pipeline/{pipeline-id}': ['get'],
   '/pipeline/{pipeline-id}/config': ['get'],
   '/pipeline/{pipeline-id}/workflow': ['get'],

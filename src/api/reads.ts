@@ -157,12 +157,20 @@ export async function findPipelineByNumber(db: Queryable, user: User, project: P
 }
 
 export async function pipelineConfig(db: Queryable, id: string) {
-  const r = await db.query<{ config_source: string | null; config_compiled: string | null }>(
-    'SELECT config_source, config_compiled FROM pipelines WHERE id = $1',
-    [id],
-  );
+  const r = await db.query<{
+    config_source: string | null;
+    config_compiled: string | null;
+    setup_config_source: string | null;
+    setup_config_compiled: string | null;
+  }>('SELECT config_source, config_compiled, setup_config_source, setup_config_compiled FROM pipelines WHERE id = $1', [id]);
   const row = r.rows[0];
-  return { source: row?.config_source ?? '', compiled: row?.config_compiled ?? '' };
+  const out: Record<string, string> = { source: row?.config_source ?? '', compiled: row?.config_compiled ?? '' };
+  // a dynamic-config pipeline also shows the setup config it started from
+  if (row?.setup_config_source != null) {
+    out['setup-config'] = row.setup_config_source;
+    out['compiled-setup-config'] = row.setup_config_compiled ?? '';
+  }
+  return out;
 }
 
 export async function listPipelines(

@@ -4,9 +4,23 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { OutputChunk } from '../scheduler/index.js';
 import { TorusError } from '../ops/index.js';
+import type { User } from '../accounts/index.js';
 import { baseUrl, currentUser, positiveInt, queryString } from './http.js';
 import * as reads from './reads.js';
 import type { RouteDeps } from './routes-v2.js';
+import type { OutputSigner } from './signing.js';
+
+/** whom a valid output_url signature stands for: it grants reading that one step's output */
+const SIGNED_URL_READER: User = {
+  id: reads.NIL_UUID,
+  login: 'signed-url',
+  name: 'signed output URL',
+  role: 'admin',
+  suspended: false,
+  createdAt: new Date(0),
+  email: null,
+  githubId: null,
+};
 
 type SlugParams = { vcs: string; org: string; repo: string; number: string };
 
@@ -47,12 +61,11 @@ export function openEventStream(req: FastifyRequest, reply: FastifyReply): { sen
   };
 }
 
-export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps): void {
+export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps, signer: OutputSigner): void {
   const { res, scheduler } = deps;
   const db = res.db;
 
-  const jobOf = async (req: FastifyRequest<{ Params: SlugParams }>) => {
-    const user = currentUser(req);
+  const jobOf = async (req: FastifyRequest<{ Params: SlugParams }>, user: User = currentUser(req)) => {
     const { vcs, org, repo, number } = req.params;
     const project = await reads.findProject(db, user, `${vcs}/${org}/${repo}`);
     return reads.findJobByNumber(db, user, project, positiveInt(number, 'Job'));
@@ -68,22 +81,13 @@ export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps): voi
     const j = await jobOf(req);
     const base = baseUrl(req, res.settings.url);
     const steps = await reads.jobSteps(db, j.id);
-    return reads.v11JobJson(j, steps, base, (step, index) => `${base}/api/v1.1/project/${j.project_slug}/${j.number}/output/${step}/${index}`);
+    const urls = new Map<string, string>();
+    for (const st of steps) {
+      const query = await signer.sign(j.project_slug, j.number!, st.step_index, st.node_index);
+      urls.set(`${st.step_index}/${st.node_index}`, `${base}/api/v1.1/project/${j.project_slug}/${j.number}/output/${st.step_index}/${st.node_index}?${query}`);
+    }
+    return reads.v11JobJson(j, steps, base, (step, index) => urls.get(`${step}/${index}`)!);
   });
-
-  app.get<{ Params: SlugParams & { step: string; index: string } }>(
-    '/api/v1.1/project/:vcs/:org/:repo/:number/output/:step/:index',
-    async (req, reply) => {
-      const j = await jobOf(req);
-      const step = nonNegativeInt(req.params.step, 'step', 0);
-      const taskId = await taskOf(j.id, nonNegativeInt(req.params.index, 'index', 0));
-      const { chunks } = await scheduler.readStepOutput(taskId, step);
-      if (queryString(req, 'file') === 'true') {
-        return reply.type('text/plain; charset=utf-8').send(chunks.map((c) => c.data).join(''));
-      }
-      return chunks.map(circleMessage);
-    },
-  );
 
   // Torus extension: ?step=&index=&follow=true streams (SSE); without follow, the JSON array.
   app.get<{ Params: SlugParams }>('/api/v2/project/:vcs/:org/:repo/job/:number/output', async (req, reply) => {
@@ -162,4 +166,50 @@ export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps): voi
     pumpLogged();
     return reply;
   });
+}
+
+/**
+ * The output_url: `[{type, time, message}]` (`?file=true`: plain text). Outside the token-required
+ * scope: a valid `exp`/`sig` (as handed out in the v1.1 job) is enough, as CircleCI's presigned
+ * URLs are; without them the request needs an API token like any other.
+ */
+export function registerOutputUrlRoute(
+  app: FastifyInstance,
+  deps: RouteDeps,
+  signer: OutputSigner,
+  authenticate: (req: FastifyRequest) => Promise<void>,
+): void {
+  const { res, scheduler } = deps;
+  const db = res.db;
+  app.get<{ Params: SlugParams & { step: string; index: string } }>(
+    '/api/v1.1/project/:vcs/:org/:repo/:number/output/:step/:index',
+    async (req, reply) => {
+      const { vcs, org, repo } = req.params;
+      const n = positiveInt(req.params.number, 'Job');
+      const step = nonNegativeInt(req.params.step, 'step', 0);
+      const index = nonNegativeInt(req.params.index, 'index', 0);
+      const sig = queryString(req, 'sig');
+      let user: User;
+      if (sig !== undefined) {
+        // The signature names the slug as the job details spelled it: the stored one.
+        const project = await reads.findProject(db, SIGNED_URL_READER, `${vcs}/${org}/${repo}`);
+        if (!(await signer.verify(project.slug, n, step, index, queryString(req, 'exp') ?? '', sig))) {
+          throw new TorusError('TORUS_E_FORBIDDEN', 'This output URL has expired or is not valid: fetch the job again for a fresh one.');
+        }
+        user = SIGNED_URL_READER;
+      } else {
+        await authenticate(req);
+        user = currentUser(req);
+      }
+      const project = await reads.findProject(db, user, `${vcs}/${org}/${repo}`);
+      const j = await reads.findJobByNumber(db, user, project, n);
+      const taskId = await reads.taskOf(db, j.id, index);
+      if (!taskId) throw new TorusError('TORUS_E_NOT_FOUND', `the job has no parallel run ${index} (yet)`);
+      const { chunks } = await scheduler.readStepOutput(taskId, step);
+      if (queryString(req, 'file') === 'true') {
+        return reply.type('text/plain; charset=utf-8').send(chunks.map((c) => c.data).join(''));
+      }
+      return chunks.map(circleMessage);
+    },
+  );
 }

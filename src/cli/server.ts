@@ -4,7 +4,6 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/index.js';
-import { compileRoutes } from '../api/compile-routes.js';
 import { createAccounts, type Accounts } from '../accounts/index.js';
 import { detectSandbox } from '../agent/index.js';
 import { createPipelineEngine, type PipelineEngine } from '../pipelines/index.js';
@@ -44,8 +43,6 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
   const admin = await accounts.bootstrapAdmin(settings.adminToken);
 
   const app = await buildApp(res, { engine, scheduler, accounts });
-  // CircleCI compiles configs without a token too: these routes sit outside the authenticated scope.
-  await app.register(compileRoutes({ authenticate: (token) => accounts.authenticate(token) }));
   await app.listen({ host: settings.host, port: settings.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : settings.port;

@@ -53,6 +53,11 @@ export async function onTaskStarted(core: EngineCore, jobId: string): Promise<vo
       `UPDATE jobs SET status = 'running', started_at = coalesce(started_at, $2) WHERE id = $1`,
       [job.id, core.res.clock.now()],
     );
+    // dynamic configuration: the setup workflow is running
+    await tx.query(
+      `UPDATE pipelines SET state = 'setup', updated_at = $2 WHERE id = $1 AND state = 'setup-pending'`,
+      [workflow.pipeline_id, core.res.clock.now()],
+    );
     await notifyPipelineChanged(tx, workflow.pipeline_id);
     await advanceWorkflow(core, tx, job.workflow_id);
   });

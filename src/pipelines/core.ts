@@ -79,6 +79,8 @@ export interface WorkflowRecord {
   started_by: string | null;
   max_auto_reruns: number | null;
   auto_rerun_number: number;
+  /** CircleCI's workflow tag: 'setup' for the setup workflow of a dynamic configuration */
+  tag: string | null;
 }
 
 export interface JobRecord {
@@ -118,7 +120,7 @@ export async function notifyPipelineChanged(tx: Queryable, pipelineId: string): 
 /** Locks a workflow row: every change to a workflow's jobs happens under this lock, one at a time. */
 export async function lockWorkflow(tx: Queryable, workflowId: string): Promise<WorkflowRecord | null> {
   const { rows } = await tx.query<WorkflowRecord>(
-    `SELECT id, pipeline_id, project_id, name, status, workspace_id, started_by, max_auto_reruns, auto_rerun_number
+    `SELECT id, pipeline_id, project_id, name, status, workspace_id, started_by, max_auto_reruns, auto_rerun_number, tag
        FROM workflows WHERE id = $1 FOR UPDATE`,
     [workflowId],
   );

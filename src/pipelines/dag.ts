@@ -22,6 +22,7 @@ import {
   readyStatusOf,
   type JobStatus,
 } from './job-state.js';
+import { CONTINUATION_KEY_ENV, issueContinuationKey } from './continuation-keys.js';
 import { buildTaskSpecs } from './task-spec.js';
 import { canTransitionWorkflow, deriveWorkflowStatus, isFinalWorkflowStatus } from './workflow-state.js';
 
@@ -34,6 +35,8 @@ export interface NewWorkflow {
   workspaceId?: string;
   maxAutoReruns?: number | null;
   autoRerunNumber?: number;
+  /** 'setup': the setup workflow of a dynamic configuration */
+  tag?: string | null;
 }
 
 /** Inserts a workflow row (status running) and returns its id. */
@@ -41,8 +44,8 @@ export async function insertWorkflow(core: EngineCore, tx: Queryable, wf: NewWor
   const id = core.res.ids.uuid();
   await tx.query(
     `INSERT INTO workflows (id, pipeline_id, project_id, name, status, started_by, rerun_of, workspace_id,
-       max_auto_reruns, created_at, auto_rerun_number)
-     VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10)`,
+       max_auto_reruns, created_at, auto_rerun_number, tag)
+     VALUES ($1, $2, $3, $4, 'running', $5, $6, $7, $8, $9, $10, $11)`,
     [
       id,
       wf.pipelineId,
@@ -54,6 +57,7 @@ export async function insertWorkflow(core: EngineCore, tx: Queryable, wf: NewWor
       wf.maxAutoReruns ?? null,
       core.res.clock.now(),
       wf.autoRerunNumber ?? 0,
+      wf.tag ?? null,
     ],
   );
   return id;
@@ -138,6 +142,7 @@ export async function createWorkflow(
     name: workflow.name,
     startedBy: pipeline.actor_id,
     maxAutoReruns: workflow.maxAutoReruns ?? null,
+    tag: config.setup ? 'setup' : null,
   });
   let position = 0;
   for (const job of jobs) {
@@ -236,6 +241,14 @@ async function queueJob(
     previousBuildNum: prev.rows[0]?.number ?? null,
     username: ctx.username,
   });
+  if (ctx.pipeline.state === 'setup-pending' || ctx.pipeline.state === 'setup') {
+    // a job of the setup workflow: it may continue the pipeline (dynamic configuration)
+    const key = await issueContinuationKey(core, tx, ctx.pipeline.id, job.id);
+    for (const spec of specs) {
+      spec.environment[CONTINUATION_KEY_ENV] = key;
+      spec.secrets.push(key);
+    }
+  }
   await core.scheduler.enqueue(tx, { jobId: job.id, resourceClass, specs });
   await tx.query(
     `UPDATE jobs SET status = 'queued', number = $2, queued_at = $3, resource_class = $4, executor_type = $5 WHERE id = $1`,
@@ -381,6 +394,7 @@ export async function createRerun(
     workspaceId: wf.workspace_id,
     maxAutoReruns: wf.max_auto_reruns,
     autoRerunNumber: opts.autoRerunNumber ?? 0,
+    tag: wf.tag,
   });
   for (const job of jobs) {
     const common = {

@@ -395,20 +395,6 @@ workflows:
       ).rejects.toMatchObject({ code: 'TORUS_E_NOT_FOUND' });
     });
 
-    it('refuses setup configs for now with a clear message', async () => {
-      const { project } = await newProject(`version: 2.1
-setup: true
-jobs:
-  gen: {machine: true, steps: [run: "true"]}
-workflows:
-  setup: {jobs: [gen]}
-`);
-      const p = await run(project.id);
-      const row = await pipelineRow(p.id);
-      expect(row.state).toBe('errored');
-      expect(row.errors[0]!.message).toMatch(/setup: true.*not supported/);
-    });
-
     it('applies branch and tag filters; a workflow with no job left is not created', async () => {
       const { repo, project } = await newProject(`version: 2.1
 jobs:

@@ -6,6 +6,7 @@ import type { Resources } from '../ops/index.js';
 import { TorusError } from '../ops/index.js';
 import type { TaskOutcome } from '../scheduler/protocol.js';
 import * as actions from './actions.js';
+import { continuePipeline, type ContinueInput } from './continuation.js';
 import type { CompileFn, EngineCore, EngineScheduler } from './core.js';
 import {
   createProject,
@@ -27,6 +28,12 @@ export interface PipelineEngine {
   ): Promise<{ id: string; number: number; state: string; createdAt: Date }>;
   /** resolves when the pipeline's background processing (compile, workflow creation) is done (tests, CLI). */
   settled(pipelineId: string): Promise<void>;
+  /**
+   * POST /pipeline/continue: continues a pipeline in its setup phase with a continuation config.
+   * Unknown key → TORUS_E_UNAUTHORIZED; already continued/errored → TORUS_E_CONFLICT; a config that
+   * cannot run errors the pipeline and throws TORUS_E_CONFIG_INVALID with the compiler's messages.
+   */
+  continuePipeline(input: ContinueInput): Promise<{ pipelineId: string }>;
   approveJob(workflowId: string, approvalRequestId: string, actorId: string): Promise<void>;
   cancelWorkflow(workflowId: string, actorId: string): Promise<void>;
   cancelJob(jobId: string, actorId: string): Promise<void>;
@@ -95,6 +102,15 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
 
     async settled(pipelineId) {
       await inflight.get(pipelineId);
+    },
+
+    async continuePipeline(input) {
+      if (stopped)
+        throw new TorusError(
+          'TORUS_E_UNAVAILABLE',
+          'The server is shutting down; continue the pipeline again in a moment.',
+        );
+      return continuePipeline(core, input);
     },
 
     approveJob: (workflowId, approvalRequestId, actorId) =>

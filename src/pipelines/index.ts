@@ -4,6 +4,8 @@
 export { createPipelineEngine, type PipelineEngine, type PipelineEngineDeps } from './engine.js';
 export type { ProjectRow, CreateProjectInput } from './projects.js';
 export type { TriggerType, TriggerInput } from './trigger.js';
+export { CONTINUATION_WINDOW_MS, type ContinueInput } from './continuation.js';
+export { CONTINUATION_KEY_ENV, hashContinuationKey } from './continuation-keys.js';
 export type { EngineScheduler, CompileFn } from './core.js';
 export {
   GitVcsProvider,

@@ -1,13 +1,16 @@
 // The pipeline state machine: CircleCI's pipeline states and the transitions Torus makes.
-// `setup-pending`/`setup` (dynamic configuration) come with a later issue.
+// `setup-pending`/`setup`: dynamic configuration (a setup workflow waiting for its continuation).
 
 export const PIPELINE_STATES = ['created', 'errored', 'setup-pending', 'setup', 'pending'] as const;
 export type PipelineState = (typeof PIPELINE_STATES)[number];
 
 export const PIPELINE_TRANSITIONS: Readonly<Record<PipelineState, readonly PipelineState[]>> = {
   // config fetched and compiled → pending (workflows created); any problem → errored
+  // setup: true → setup-pending (setup workflow created) → setup (its first job started)
   created: ['pending', 'errored', 'setup-pending'],
-  'setup-pending': ['setup', 'errored'],
+  // continued (or errored) before the scheduler reported the setup job started
+  'setup-pending': ['setup', 'pending', 'errored'],
+  // POST /pipeline/continue: pending (continuation workflows created) or errored (config invalid, expired)
   setup: ['pending', 'errored'],
   pending: [],
   errored: [],

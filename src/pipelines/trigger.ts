@@ -1,7 +1,8 @@
 // Triggering a pipeline: the pipeline row (numbered per project, state `created`) is written at
 // once; then, in the background, the config is fetched at the revision, compiled with the pipeline
 // values and parameters, and the workflows are created — or the pipeline is `errored` with
-// CircleCI's errors[{type, message}].
+// CircleCI's errors[{type, message}]. A `setup: true` config creates its setup workflow and the
+// pipeline waits in `setup-pending`/`setup` for POST /pipeline/continue (continuation.ts).
 import type { CompiledConfig, CompiledWorkflow, PipelineValues, WorkflowJob } from '../config/model.js';
 import { TorusError } from '../ops/index.js';
 import type { Queryable } from '../storage/index.js';
@@ -63,7 +64,12 @@ function validateTrigger(input: TriggerInput): void {
   if (input.revision !== undefined && !/^[0-9a-f]{4,40}$/i.test(input.revision)) {
     throw bad(`Invalid revision ${JSON.stringify(input.revision)}: give a commit SHA.`);
   }
-  const params = input.parameters ?? {};
+  validateParameters(input.parameters ?? {});
+}
+
+/** CircleCI's limits on API-supplied pipeline parameters (trigger and continuation). */
+export function validateParameters(params: Record<string, unknown>): void {
+  const bad = (message: string) => new TorusError('TORUS_E_BAD_REQUEST', message);
   const keys = Object.keys(params);
   if (keys.length > MAX_PARAMETERS)
     throw bad(`Too many pipeline parameters (${keys.length}); at most ${MAX_PARAMETERS}.`);
@@ -187,7 +193,7 @@ export function pipelineValuesOf(v: ValueInputs): PipelineValues {
   };
 }
 
-async function loadPipeline(
+export async function loadPipeline(
   core: EngineCore,
   pipelineId: string,
 ): Promise<{ pipeline: PipelineRecord; project: ProjectRecord } | null> {
@@ -369,18 +375,9 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
     );
     return;
   }
-  if (compiled.config.setup) {
-    await markErrored(
-      core,
-      pipelineId,
-      [
-        {
-          type: 'config',
-          message: `${CONFIG_PATH}: setup workflows (dynamic configuration, \`setup: true\`) are not supported by Torus yet; remove \`setup: true\` and put the workflows in this file.`,
-        },
-      ],
-      finish,
-    );
+  const setupProblem = compiled.config.setup ? setupConfigProblem(compiled.config) : null;
+  if (setupProblem) {
+    await markErrored(core, pipelineId, [{ type: 'config', message: setupProblem }], finish);
     return;
   }
   let selections: { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[];
@@ -397,6 +394,21 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
     return;
   }
   const config = compiled.config;
+  if (config.setup && selections.length === 0) {
+    // nothing could ever continue it
+    await markErrored(
+      core,
+      pipelineId,
+      [
+        {
+          type: 'config',
+          message: `${CONFIG_PATH}: the setup workflow has no job to run on ${pipeline.tag ? `tag ${pipeline.tag}` : `branch ${pipeline.branch ?? ''}`} (filters removed them all), so the pipeline could never be continued`,
+        },
+      ],
+      finish,
+    );
+    return;
+  }
   const unqueueable = unqueueableJobs(config, selections);
   if (unqueueable.length > 0) {
     await markErrored(
@@ -414,6 +426,7 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
       source,
       compiled: compiled.processedYaml,
       values,
+      setup: compiled.config.setup,
     });
   } catch (err) {
     // a refusal with a user-facing reason (the scheduler's, say) errors the pipeline; anything
@@ -425,12 +438,24 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
   log.info({ workflows: selections.map((x) => x.workflow.name) }, 'pipeline created its workflows');
 }
 
+/** Why a `setup: true` config cannot run as a setup workflow (CircleCI's constraints), or null. */
+function setupConfigProblem(config: CompiledConfig): string | null {
+  if (config.sourceVersion !== '2.1') {
+    return `${CONFIG_PATH}: a setup configuration (\`setup: true\`) needs version: 2.1`;
+  }
+  const runnable = config.workflows.filter((w) => w.triggers.length === 0);
+  if (runnable.length !== 1) {
+    return `${CONFIG_PATH}: a setup configuration (\`setup: true\`) must have exactly one workflow to run; it has ${runnable.length} (${runnable.map((w) => w.name).join(', ') || 'none'})`;
+  }
+  return null;
+}
+
 /** The scheduler's rule for queue keys (src/scheduler/resource-classes.ts). */
 const QUEUE_KEY_RE = /^[A-Za-z0-9][A-Za-z0-9._:/+-]*$/;
 const MAX_QUEUE_KEY = 200;
 
 /** Messages for build jobs whose resource class the scheduler would refuse. */
-function unqueueableJobs(
+export function unqueueableJobs(
   config: CompiledConfig,
   selections: { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[],
 ): string[] {
@@ -462,6 +487,8 @@ async function createAll(
     source: string;
     compiled: string;
     values: PipelineValues;
+    /** a setup config: the pipeline goes to setup-pending and the config is also kept as the setup config */
+    setup: boolean;
   },
 ): Promise<void> {
   await core.res.db.transaction(async (tx) => {
@@ -471,8 +498,8 @@ async function createAll(
     // another replica (or recover()) finished it meanwhile
     if (locked.rows[0]?.state !== 'created') return;
     await tx.query(
-      `UPDATE pipelines SET state = 'pending', revision = $2, vcs = $3, config_source = $4, config_compiled = $5, updated_at = $6,
-         pipeline_values = $7
+      `UPDATE pipelines SET state = $8, revision = $2, vcs = $3, config_source = $4, config_compiled = $5, updated_at = $6,
+         pipeline_values = $7, setup_config_source = $9, setup_config_compiled = $10
         WHERE id = $1`,
       [
         pipelineId,
@@ -482,15 +509,19 @@ async function createAll(
         f.compiled,
         core.res.clock.now(),
         JSON.stringify(f.values),
+        f.setup ? 'setup-pending' : 'pending',
+        f.setup ? f.source : null,
+        f.setup ? f.compiled : null,
       ],
     );
+    // the state is stored from here on: the DAG gives the jobs of a setup workflow a continuation key
     // the revision is stored from here on: the DAG's queue step reads it
     await createWorkflows(core, tx, pipeline, config, selections);
     await notifyPipelineChanged(tx, pipelineId);
   });
 }
 
-function selectWorkflows(
+export function selectWorkflows(
   config: CompiledConfig,
   pipeline: PipelineRecord,
 ): { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[] {
@@ -505,7 +536,7 @@ function selectWorkflows(
   return out;
 }
 
-async function createWorkflows(
+export async function createWorkflows(
   core: EngineCore,
   tx: Queryable,
   pipeline: PipelineRecord,

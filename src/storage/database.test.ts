@@ -37,9 +37,13 @@ for (const kind of databaseKinds()) {
       expect(rows.map((r) => r.key)).toEqual(['keep']);
     });
 
-    it('reports affected rows', async () => {
+    it('reports affected rows, and the row count of a SELECT', async () => {
       const r = await db.query(`UPDATE settings SET value = '2' WHERE key = 'keep'`);
       expect(r.rowCount).toBe(1);
+      const none = await db.query(`UPDATE settings SET value = '2' WHERE key = 'absent'`);
+      expect(none.rowCount).toBe(0);
+      const sel = await db.query(`SELECT * FROM generate_series(1, 3)`);
+      expect(sel.rowCount).toBe(3);
     });
 
     it('delivers NOTIFY to listeners, also from inside a transaction after commit', async () => {

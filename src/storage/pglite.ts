@@ -14,10 +14,10 @@ function wrap(q: Pick<PGlite, 'query' | 'exec'>): Queryable {
         // The extended protocol takes one statement; migrations are several, sent as a simple query.
         const all = await q.exec(sql);
         const last = all[all.length - 1];
-        return { rows: (last?.rows ?? []) as R[], rowCount: last?.affectedRows ?? last?.rows.length ?? 0 };
+        return { rows: (last?.rows ?? []) as R[], rowCount: last?.affectedRows || last?.rows.length || 0 };
       }
       const res = await q.query<R>(sql, params as unknown[]);
-      return { rows: res.rows, rowCount: res.affectedRows ?? res.rows.length };
+      return { rows: res.rows, rowCount: res.affectedRows || res.rows.length };
     },
   };
 }

@@ -44,6 +44,7 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
     await res?.close();
   });
   beforeEach(async () => {
+    res.setNow(null);
     await truncateAll(res);
     engine.calls.length = 0;
     const boot = await accounts.bootstrapAdmin('admin-token-for-tests');
@@ -82,6 +83,12 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         openapi.assertResponse('getCurrentUser', 200, r.json());
         expect(r.json()).toMatchObject({ id: admin.id, login: 'admin' });
       }
+    });
+
+    it('shows a user by id', async () => {
+      const u = await call('GET', `/api/v2/user/${admin.id}`, { op: 'getUser' });
+      expect(u.json).toMatchObject({ id: admin.id, login: 'admin', name: 'Administrator' });
+      expect((await call('GET', '/api/v2/user/nobody')).status).toBe(404);
     });
 
     it('answers 401 with a message for a missing or wrong token', async () => {
@@ -263,6 +270,31 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
     });
   });
 
+  describe('setup workflows', () => {
+    it('continues a pipeline with the continuation key alone, no API token', async () => {
+      const ok = await call('POST', '/api/v2/pipeline/continue', {
+        token: null,
+        op: 'continuePipeline',
+        body: { 'continuation-key': 'good-key', configuration: 'version: 2.1', parameters: { deploy: true } },
+      });
+      expect(ok.status).toBe(200);
+      expect(engine.calls.at(-1)).toEqual({
+        op: 'continuePipeline',
+        args: [{ continuationKey: 'good-key', configuration: 'version: 2.1', parameters: { deploy: true } }],
+      });
+      const wrong = await call('POST', '/api/v2/pipeline/continue', { token: null, op: 'continuePipeline', body: { 'continuation-key': 'nope', configuration: '' } });
+      expect(wrong.status).toBe(401);
+      const missing = await call('POST', '/api/v2/pipeline/continue', { token: null, body: { configuration: 'x' } });
+      expect(missing.status).toBe(400);
+      expect(missing.json.message).toMatch(/continuation-key is required/);
+      const params = await call('POST', '/api/v2/pipeline/continue', {
+        token: null,
+        body: { 'continuation-key': 'good-key', configuration: 'x', parameters: { f: 1.5 } },
+      });
+      expect(params.status).toBe(400);
+    });
+  });
+
   describe('workflows and jobs', () => {
     let s: Seeded;
     beforeEach(async () => {
@@ -356,14 +388,28 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       const build = r.json.steps[3].actions[0];
       expect(build).toMatchObject({ index: 0, step: 3, name: 'Build', status: 'running', bash_command: 'make build', has_output: true, exit_code: null });
       expect(r.json.steps[2].actions[0]).toMatchObject({ status: 'success', exit_code: 0, run_time_millis: 1000, bash_command: null });
-      expect(build.output_url).toBe('http://torus.test/api/v1.1/project/circleci/acme/widget/1/output/3/0');
-      const out = await call('GET', new URL(build.output_url as string).pathname);
+      expect(build.output_url).toMatch(/^http:\/\/torus\.test\/api\/v1\.1\/project\/circleci\/acme\/widget\/1\/output\/3\/0\?exp=\d+&sig=[\w-]+$/);
+      const signed = new URL(build.output_url as string);
+      // like CircleCI's presigned URLs, it works as handed out, without a token
+      const out = await call('GET', signed.pathname + signed.search, { token: null });
+      expect(out.status).toBe(200);
       expect(out.json).toEqual([
         { type: 'out', time: expect.any(String), message: 'compiling\n' },
         { type: 'err', time: expect.any(String), message: 'warning: x\n' },
       ]);
-      const text = await call('GET', `${new URL(build.output_url as string).pathname}?file=true`);
+      const text = await call('GET', `${signed.pathname}${signed.search}&file=true`, { token: null });
       expect(text.body).toBe('compiling\nwarning: x\n');
+      // with the token instead of a signature
+      expect((await call('GET', signed.pathname)).json).toEqual(out.json);
+      expect((await call('GET', signed.pathname, { token: null })).status).toBe(401);
+      // the signature covers the step and parallel run, and expires
+      const other = `/api/v1.1/project/circleci/acme/widget/1/output/2/0${signed.search}`;
+      expect((await call('GET', other, { token: null })).status).toBe(403);
+      res.setNow(new Date(Date.now() + 2 * 60 * 60 * 1000));
+      const expired = await call('GET', signed.pathname + signed.search, { token: null });
+      expect(expired.status).toBe(403);
+      expect(expired.json.message).toMatch(/expired or is not valid/);
+      res.setNow(null);
       expect((await call('GET', '/api/v1.1/project/circleci/acme/widget/1/output/3/5')).status).toBe(404);
     });
   });

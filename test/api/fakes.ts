@@ -82,6 +82,11 @@ export function fakeEngine(res: Resources): PipelineEngine & { calls: EngineCall
       return { id, number: r.rows[0]!.n, state: 'created', createdAt };
     },
     async settled() {},
+    async continuePipeline(input) {
+      record('continuePipeline', input);
+      if (input.continuationKey !== 'good-key') throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid continuation key.');
+      return { pipelineId: '33333333-3333-4333-8333-333333333333' };
+    },
     async approveJob(...args) {
       record('approveJob', ...args);
     },

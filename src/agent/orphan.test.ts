@@ -1,0 +1,270 @@
+// The real `torus agent --local` process whose server goes away mid-task: it takes no new work,
+// finishes (or drops) the task in hand, and exits — never lingers as an orphan. Also: SIGTERM mid-task.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { waitFor } from '../../test/harness/net.js';
+import type { CompleteRequest, TaskSpec } from '../scheduler/protocol.js';
+import { AGENT_API_PREFIX } from '../scheduler/protocol.js';
+import { processesMatching, runStep, taskSpec } from './testing.js';
+
+const TOKEN = 'orphan-test-token';
+const ENTRY = fileURLToPath(new URL('../../bin/torus.js', import.meta.url));
+const LEASE_MS = 2_000;
+const HEARTBEAT_MS = 200;
+
+interface FakeTask {
+  leaseId: string;
+  lost: boolean;
+  stepStarts: number[];
+  output: string;
+  complete?: CompleteRequest;
+}
+
+/** The agent protocol's server side, in memory: one queue, leases, and a switch to lose a lease. */
+class FakeServer {
+  queue: TaskSpec[] = [];
+  readonly tasks = new Map<string, FakeTask>();
+  claims = 0;
+  private server: Server | undefined;
+  private port = 0;
+  url = '';
+
+  async start(): Promise<void> {
+    const server = createServer((req, res) => void this.handle(req, res));
+    await new Promise<void>((r) => server.listen(this.port, '127.0.0.1', r));
+    const addr = server.address();
+    this.port = typeof addr === 'object' && addr ? addr.port : 0;
+    this.url = `http://127.0.0.1:${this.port}`;
+    this.server = server;
+  }
+
+  async stop(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  }
+
+  private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    let raw = '';
+    for await (const c of req) raw += String(c);
+    const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
+    const send = (status: number, json?: unknown) => {
+      res.writeHead(status, json ? { 'content-type': 'application/json' } : {});
+      res.end(json ? JSON.stringify(json) : undefined);
+    };
+    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, { message: 'Invalid token' });
+    const url = req.url ?? '';
+    if (url === `${AGENT_API_PREFIX}/claim`) {
+      this.claims += 1;
+      const spec = this.queue.shift();
+      if (!spec) {
+        await new Promise((r) => setTimeout(r, Math.min(Number(body.waitMs), 100)));
+        return send(204);
+      }
+      const task: FakeTask = { leaseId: `lease-${spec.taskId}`, lost: false, stepStarts: [], output: '' };
+      this.tasks.set(spec.taskId, task);
+      return send(200, { task: spec, leaseId: task.leaseId, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS });
+    }
+    const m = /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
+    const task = m ? this.tasks.get(decodeURIComponent(m[1] ?? '')) : undefined;
+    if (!m || !task) return send(404, { message: 'not found' });
+    if (task.lost || body.leaseId !== task.leaseId) return send(409, { message: 'lease lost' });
+    switch (m[4] ?? m[2]) {
+      case 'heartbeat':
+        return send(200, { cancel: false });
+      case 'start':
+        task.stepStarts.push(Number(m[3]));
+        return send(204);
+      case 'output':
+        for (const c of body.chunks as Array<{ data: string }>) task.output += c.data;
+        return send(204);
+      case 'end':
+        return send(204);
+      case 'complete':
+        task.complete = body as unknown as CompleteRequest;
+        return send(204);
+      default:
+        return send(404, { message: 'not found' });
+    }
+  }
+}
+
+interface Agent {
+  child: ChildProcess;
+  exited: Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>;
+  log: () => string;
+}
+
+let workRoot: string;
+const agents: Agent[] = [];
+const servers: FakeServer[] = [];
+
+beforeAll(() => {
+  workRoot = mkdtempSync(path.join(tmpdir(), 'torus-agent-orphan-'));
+});
+
+afterEach(async () => {
+  for (const a of agents.splice(0)) {
+    if (a.child.exitCode === null && a.child.signalCode === null) a.child.kill('SIGKILL');
+    await a.exited;
+  }
+  for (const s of servers.splice(0)) await s.stop();
+});
+
+afterAll(() => {
+  rmSync(workRoot, { recursive: true, force: true });
+});
+
+async function startServer(): Promise<FakeServer> {
+  const s = new FakeServer();
+  await s.start();
+  servers.push(s);
+  return s;
+}
+
+/** starts `torus agent --local` the way the local launcher does: an IPC channel to this process */
+function startLocalAgent(serverUrl: string, name: string): Agent {
+  const child = spawn(
+    process.execPath,
+    [ENTRY, 'agent', '--server', serverUrl, '--resource-class', 'machine:medium', '--sandbox', 'none', '--name', name, '--work-dir', path.join(workRoot, name), '--local'],
+    {
+      stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
+      env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_AGENT_TOKEN: TOKEN, TORUS_LOG_LEVEL: 'debug' },
+    },
+  );
+  let log = '';
+  child.stdout?.on('data', (b: Buffer) => (log += String(b)));
+  child.stderr?.on('data', (b: Buffer) => (log += String(b)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null; at: number }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal, at: Date.now() })),
+  );
+  const agent = { child, exited, log: () => log };
+  agents.push(agent);
+  return agent;
+}
+
+/** resolves to the exit, or fails with the agent's log when it does not exit in time */
+async function exitWithin(agent: Agent, ms: number): Promise<{ code: number | null; at: number }> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`the agent did not exit within ${ms} ms; its log:\n${agent.log()}`)), ms);
+  });
+  try {
+    return await Promise.race([agent.exited, late]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+/** a task whose config step prints `started`, sleeps, prints `finished` */
+async function runningTask(server: FakeServer, marker: string, seconds: number): Promise<{ spec: TaskSpec; task: FakeTask }> {
+  const spec = taskSpec([runStep(`echo started; sleep ${seconds}.${marker}; echo finished`, { name: 'Slow' })]);
+  server.queue.push(spec);
+  const task = await waitFor(() => {
+    const t = server.tasks.get(spec.taskId);
+    return t?.output.includes('started') ? t : undefined;
+  }, 20_000);
+  return { spec, task };
+}
+
+describe('torus agent --local whose server goes away mid-task', { timeout: 40_000 }, () => {
+  it('finishes the task, reports it, takes no new work and exits when the server stays up', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'keep');
+    const { task } = await runningTask(server, '4101', 2);
+    agent.child.disconnect();
+    const claimsAtDisconnect = server.claims;
+    server.queue.push(taskSpec([runStep('echo must not run')]));
+    const exit = await exitWithin(agent, 10_000);
+    expect(exit.code).toBe(0);
+    expect(task.complete?.status).toBe('success');
+    expect(task.output.endsWith('started\nfinished\n')).toBe(true);
+    expect(server.claims).toBe(claimsAtDisconnect);
+    expect(server.queue).toHaveLength(1);
+  });
+
+  it('drops the task and exits when the restarted server answers 409', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'lost');
+    const { task } = await runningTask(server, '4102', 30);
+    agent.child.disconnect();
+    task.lost = true;
+    const exit = await exitWithin(agent, 5_000);
+    expect(exit.code).toBe(0);
+    expect(task.complete).toBeUndefined();
+    await waitFor(() => processesMatching('sleep 30.4102').length === 0, 3_000);
+  });
+
+  it('gives up when the lease would have expired and exits when the server is gone for good', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'gone');
+    const { task } = await runningTask(server, '4103', 1);
+    agent.child.disconnect();
+    await server.stop();
+    const stoppedAt = Date.now();
+    const exit = await exitWithin(agent, 1_000 + LEASE_MS + 5_000);
+    expect(exit.code).toBe(0);
+    expect(exit.at - stoppedAt).toBeGreaterThanOrEqual(900); // it finished the step first
+    expect(task.complete).toBeUndefined();
+  });
+
+  it('finishes and reports through a server restart that honours the lease, then exits', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'restart');
+    const { task } = await runningTask(server, '4106', 2);
+    agent.child.disconnect();
+    await server.stop();
+    await new Promise((r) => setTimeout(r, LEASE_MS / 2));
+    await server.start();
+    const exit = await exitWithin(agent, 10_000);
+    expect(exit.code).toBe(0);
+    expect(task.complete?.status).toBe('success');
+  });
+
+  it('drops the task and exits when the server comes back after the lease expired (409)', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'late');
+    const { task } = await runningTask(server, '4107', 1);
+    agent.child.disconnect();
+    await server.stop();
+    task.lost = true;
+    await new Promise((r) => setTimeout(r, LEASE_MS + 500));
+    await server.start();
+    const exit = await exitWithin(agent, 10_000);
+    expect(exit.code).toBe(0);
+    expect(task.complete).toBeUndefined();
+  });
+
+  it('gives up and exits when the server goes for good while the step runs on past the lease', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'gone-long');
+    await runningTask(server, '4104', 30);
+    agent.child.disconnect();
+    await server.stop();
+    const exit = await exitWithin(agent, LEASE_MS + 5_000);
+    expect(exit.code).toBe(0);
+    await waitFor(() => processesMatching('sleep 30.4104').length === 0, 3_000);
+  });
+});
+
+describe('torus agent told to stop (SIGTERM) mid-task', { timeout: 30_000 }, () => {
+  it('stops the step, reports the task and exits promptly', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'term');
+    const { task } = await runningTask(server, '4105', 30);
+    const at = Date.now();
+    agent.child.kill('SIGTERM');
+    const exit = await exitWithin(agent, 5_000);
+    expect(exit.code).toBe(0);
+    expect(exit.at - at).toBeLessThan(4_000);
+    expect(task.complete?.status).toBe('infrastructure_fail');
+    await waitFor(() => processesMatching('sleep 30.4105').length === 0, 3_000);
+  });
+});
