@@ -99,6 +99,9 @@ class TaskConnection implements TaskSink {
   private readonly heartbeatStop = new AbortController();
   private heartbeatLoop: Promise<void> | undefined;
   private deadlineOverride: number | undefined;
+  /** aborts every request in flight: the lease is lost, or a stopping agent's time to report ran out */
+  private readonly gone = new AbortController();
+  private shutdownTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly opts: AgentOptions,
@@ -118,11 +121,29 @@ class TaskConnection implements TaskSink {
     return this.deadlineOverride ?? this.renewedAt + this.claim.leaseMs;
   }
 
+  /** a stopping agent's last reports never wait past its shutdown deadline, even on a hung server */
+  private requestTimeoutMs(): number {
+    if (this.deadlineOverride === undefined) return REQUEST_TIMEOUT_MS;
+    return Math.max(100, Math.min(REQUEST_TIMEOUT_MS, this.deadlineOverride - Date.now()));
+  }
+
   private markLost(): void {
     if (this.lost) return;
     this.lost = true;
     this.log.warn({ taskId: this.claim.task.taskId }, 'lease lost: stopping the task without reporting');
     this.abort.abort();
+    this.gone.abort();
+  }
+
+  /** the agent is stopping: what is left to report gets SHUTDOWN_REPORT_MS from now, however the server behaves */
+  stopping(): void {
+    if (this.deadlineOverride !== undefined) return;
+    this.deadlineOverride = Date.now() + SHUTDOWN_REPORT_MS;
+    this.shutdownTimer = setTimeout(() => this.gone.abort(), SHUTDOWN_REPORT_MS);
+  }
+
+  private requestSignal(timeoutMs: number): AbortSignal {
+    return AbortSignal.any([this.gone.signal, AbortSignal.timeout(timeoutMs)]);
   }
 
   /** POST with retries on network errors and 5xx until the lease deadline; 409 → LeaseLost. */
@@ -136,7 +157,7 @@ class TaskConnection implements TaskSink {
           method: 'POST',
           headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
           body: JSON.stringify(body),
-          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+          signal: this.requestSignal(this.requestTimeoutMs()),
         });
         if (res.status === 409) {
           await res.body?.cancel();
@@ -262,7 +283,8 @@ class TaskConnection implements TaskSink {
         method: 'POST',
         headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ leaseId: this.claim.leaseId }),
-        signal: AbortSignal.timeout(Math.max(this.claim.heartbeatMs, 1_000)),
+        // close() ends a heartbeat in flight: a stopping agent does not wait for a hung server
+        signal: AbortSignal.any([this.heartbeatStop.signal, this.requestSignal(Math.max(this.claim.heartbeatMs, 1_000))]),
       });
       if (res.status === 409) {
         await res.body?.cancel();
@@ -278,13 +300,14 @@ class TaskConnection implements TaskSink {
         this.abort.abort();
       }
     } catch (err) {
+      if (this.heartbeatStop.signal.aborted || this.lost) return; // the task is over
       if (Date.now() > this.renewedAt + this.claim.leaseMs) this.markLost();
       else this.log.warn({ taskId, err: (err as Error).message }, 'heartbeat failed; retrying');
     }
   }
 
   async complete(status: TaskOutcome, message: string | undefined, quick: boolean): Promise<void> {
-    if (quick) this.deadlineOverride = Date.now() + SHUTDOWN_REPORT_MS;
+    if (quick) this.stopping();
     await this.flush();
     const body: CompleteRequest = { leaseId: this.claim.leaseId, status, ...(message ? { message } : {}) };
     await this.enqueue(() => this.post('/complete', body)).catch((err: unknown) => {
@@ -294,6 +317,7 @@ class TaskConnection implements TaskSink {
 
   async close(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
+    if (this.shutdownTimer) clearTimeout(this.shutdownTimer);
     this.heartbeatStop.abort();
     await this.heartbeatLoop;
   }
@@ -332,9 +356,12 @@ async function runClaimedTask(opts: AgentOptions, claim: ClaimResponse, workRoot
   const log = opts.logger;
   log.info({ taskId: task.taskId, job: task.jobName, jobNumber: task.jobNumber }, 'task claimed');
   const conn = new TaskConnection(opts, claim);
-  const onStop = () => conn.abort.abort();
+  const onStop = () => {
+    conn.stopping();
+    conn.abort.abort();
+  };
   opts.signal.addEventListener('abort', onStop);
-  if (opts.signal.aborted) conn.abort.abort();
+  if (opts.signal.aborted) onStop();
   conn.startHeartbeats();
   try {
     let result: { status: TaskOutcome; message?: string };

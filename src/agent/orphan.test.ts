@@ -30,6 +30,8 @@ class FakeServer {
   queue: TaskSpec[] = [];
   readonly tasks = new Map<string, FakeTask>();
   claims = 0;
+  /** task requests are received but never answered (a hung server) */
+  hang = false;
   private server: Server | undefined;
   private port = 0;
   url = '';
@@ -75,8 +77,9 @@ class FakeServer {
     const m = /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
     const task = m ? this.tasks.get(decodeURIComponent(m[1] ?? '')) : undefined;
     if (!m || !task) return send(404, { message: 'not found' });
+    if (this.hang) return; // never answers
     if (task.lost || body.leaseId !== task.leaseId) return send(409, { message: 'lease lost' });
-    switch (m[4] ?? m[2]) {
+    switch (m[4] ?? m[2] ?? '') {
       case 'heartbeat':
         return send(200, { cancel: false });
       case 'start':
@@ -133,7 +136,7 @@ async function startServer(): Promise<FakeServer> {
 function startLocalAgent(serverUrl: string, name: string): Agent {
   const child = spawn(
     process.execPath,
-    [ENTRY, 'agent', '--server', serverUrl, '--resource-class', 'machine:medium', '--sandbox', 'none', '--name', name, '--work-dir', path.join(workRoot, name), '--local'],
+    [ENTRY, 'agent', '--server', serverUrl, '--resource-class', 'machine:medium', '--sandbox', 'auto', '--name', name, '--work-dir', path.join(workRoot, name), '--local'],
     {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
       env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_AGENT_TOKEN: TOKEN, TORUS_LOG_LEVEL: 'debug' },
@@ -215,6 +218,54 @@ describe('torus agent --local whose server goes away mid-task', { timeout: 40_00
     expect(task.complete).toBeUndefined();
   });
 
+  it.each([
+    ['its parent process is killed with SIGKILL', false],
+    ['its parent is killed but the IPC channel stays open (held by another process)', true],
+  ])('finishes the task and exits when %s', async (_name, leak) => {
+    const server = await startServer();
+    // a stand-in for `torus server`: starts the agent the way the local launcher does, then is killed
+    const launcher = `
+      const { spawn } = require('node:child_process');
+      const agent = spawn(process.execPath, JSON.parse(process.argv[1]), { stdio: ['ignore', 'ignore', 'ignore', 'ipc'], env: JSON.parse(process.argv[2]) });
+      if (process.argv[3] === 'leak') {
+        // a long-lived process that holds this side of the agent's channel open
+        const holder = spawn('sleep', ['30'], { stdio: ['ignore', 'ignore', 'ignore', agent.channel.fd] });
+        console.log(agent.pid, holder.pid);
+      } else console.log(agent.pid);
+      setInterval(() => undefined, 1000);
+    `;
+    const args = [ENTRY, 'agent', '--server', server.url, '--resource-class', 'machine:medium', '--sandbox', 'auto', '--name', 'killed', '--work-dir', path.join(workRoot, 'killed'), '--local'];
+    const env = { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_AGENT_TOKEN: TOKEN };
+    const parent = spawn(process.execPath, ['-e', launcher, JSON.stringify(args), JSON.stringify(env), leak ? 'leak' : ''], {
+      stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let pidText = '';
+    parent.stdout?.on('data', (b: Buffer) => (pidText += String(b)));
+    const [agentPid, holderPid] = await waitFor(() => (pidText.includes('\n') ? pidText.trim().split(' ').map(Number) : undefined), 10_000);
+    if (agentPid === undefined) throw new Error(`no agent pid in ${pidText}`);
+    const alive = () => {
+      try {
+        process.kill(agentPid, 0);
+        return true;
+      } catch {
+        return false;
+      }
+    };
+    try {
+      const { task } = await runningTask(server, '4109', 2);
+      parent.kill('SIGKILL');
+      server.queue.push(taskSpec([runStep('echo must not run')]));
+      await waitFor(() => !alive(), 10_000);
+      expect(task.complete?.status).toBe('success');
+      expect(task.output.endsWith('started\nfinished\n')).toBe(true);
+      expect(server.queue).toHaveLength(1);
+    } finally {
+      if (alive()) process.kill(agentPid, 'SIGKILL');
+      parent.kill('SIGKILL');
+      if (holderPid) process.kill(holderPid, 'SIGKILL');
+    }
+  });
+
   it('finishes and reports through a server restart that honours the lease, then exits', async () => {
     const server = await startServer();
     const agent = startLocalAgent(server.url, 'restart');
@@ -254,6 +305,18 @@ describe('torus agent --local whose server goes away mid-task', { timeout: 40_00
   });
 });
 
+describe('torus agent --local whose server is gone before it is up', { timeout: 30_000 }, () => {
+  it('takes no work and exits at once', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'early');
+    agent.child.disconnect(); // the server died while the agent was still loading
+    server.queue.push(taskSpec([runStep('echo must not run')]));
+    const exit = await exitWithin(agent, 10_000);
+    expect(exit.code).toBe(0);
+    expect(server.queue).toHaveLength(1);
+  });
+});
+
 describe('torus agent told to stop (SIGTERM) mid-task', { timeout: 30_000 }, () => {
   it('stops the step, reports the task and exits promptly', async () => {
     const server = await startServer();
@@ -266,5 +329,18 @@ describe('torus agent told to stop (SIGTERM) mid-task', { timeout: 30_000 }, () 
     expect(exit.at - at).toBeLessThan(4_000);
     expect(task.complete?.status).toBe('infrastructure_fail');
     await waitFor(() => processesMatching('sleep 30.4105').length === 0, 3_000);
+  });
+
+  it('exits within its shutdown deadline even when the server hangs', async () => {
+    const server = await startServer();
+    const agent = startLocalAgent(server.url, 'hung');
+    await runningTask(server, '4108', 30);
+    server.hang = true;
+    const at = Date.now();
+    agent.child.kill('SIGTERM');
+    const exit = await exitWithin(agent, 12_000);
+    expect(exit.code).toBe(0);
+    expect(exit.at - at).toBeLessThan(8_000); // 5 s to report, not the 15 s request timeout
+    await waitFor(() => processesMatching('sleep 30.4108').length === 0, 3_000);
   });
 });

@@ -55,10 +55,27 @@ export async function main(argv: string[]): Promise<void> {
         };
         process.once('SIGTERM', onSignal);
         process.once('SIGINT', onSignal);
-        if (opts.local && process.connected) {
+        if (opts.local) {
           // Our server died: take no new work, finish what runs (its lease may still be honoured
-          // by a restarted server), then leave.
-          process.once('disconnect', () => drain.abort());
+          // by a restarted server), then leave. The channel may already be gone (the server died
+          // while this process was loading; its 'disconnect' came before we listened): drain at once,
+          // or this agent would outlive its server for good.
+          if (process.connected) process.once('disconnect', () => drain.abort());
+          else {
+            logger.warn('started with --local but the server process that started this agent is already gone: exiting');
+            drain.abort();
+          }
+          // and should the channel outlive the server (its end held by another process), being
+          // re-parented tells the same story
+          const parent = process.ppid;
+          const watch = setInterval(() => {
+            if (process.ppid === parent) return;
+            logger.warn({ parent }, 'the server process that started this agent is gone: finishing the current task, then exiting');
+            drain.abort();
+            clearInterval(watch);
+          }, 1_000);
+          watch.unref();
+          drain.signal.addEventListener('abort', () => clearInterval(watch), { once: true });
         }
         await runAgent({
           serverUrl: opts.server,

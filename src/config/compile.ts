@@ -1077,12 +1077,18 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
     const compiler = new Compiler(ctx, parsed.root, version, opts);
     const result = await compiler.compile();
     if (!result || ctx.errors.length > 0) return { ok: false, errors: dedupe(ctx.errors) };
-    const processedYaml = stringify(result.processed, {
-      aliasDuplicateObjects: false,
-      lineWidth: 0,
-      version: '1.1',
-    });
-    return { ok: true, config: result.config, processedYaml };
+    // written on first read (most callers want only the config); an enumerable getter, so spreads and
+    // JSON see it as a plain property. `processed` is a fresh tree no other stage holds.
+    const processed = result.processed;
+    let processedYaml: string | undefined;
+    return {
+      ok: true,
+      config: result.config,
+      get processedYaml(): string {
+        processedYaml ??= stringify(processed, { aliasDuplicateObjects: false, lineWidth: 0, version: '1.1' });
+        return processedYaml;
+      },
+    };
   } catch (err) {
     if (err instanceof ConfigAbort) return { ok: false, errors: err.errors };
     if (err instanceof RangeError) {

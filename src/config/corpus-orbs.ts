@@ -1,12 +1,15 @@
 // An OrbResolver over the shared corpus (/work/shared/corpus/orbs): REFS.tsv says which references
 // resolve to which saved folder; `src/` trees are packed with CircleCI's `orb pack` rules
 // (interfaces §4), single-file `orb.yml` orbs are used as they are. For tests and demos.
+import { fileURLToPath } from 'node:url';
 import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { OrbResolver } from './model.js';
 
-export const CORPUS_DIR = process.env.TORUS_CORPUS_DIR ?? '/work/shared/corpus';
+// shared/ sits beside the checkout (in CI too); TORUS_CORPUS_DIR points elsewhere.
+export const CORPUS_DIR =
+  process.env.TORUS_CORPUS_DIR ?? fileURLToPath(new URL('../../../shared/corpus', import.meta.url));
 
 /** Directories `circleci orb pack` descends into; everything else under src/ is skipped. */
 const PACKED_DIRS = new Set(['executors', 'jobs', 'commands', 'examples']);

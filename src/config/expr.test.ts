@@ -78,4 +78,13 @@ describe('expressions', () => {
     expect(looksLikeExpression('parameters.x == pipeline.git.branch', 'parameters', ['pipeline'])).toBe(true);
     expect(looksLikeExpression('pipeline.git.branch == "x"', 'parameters', ['pipeline'])).toBe(false);
   });
+
+  it('treats shell text as literal without failing, while the evaluator still reports why', () => {
+    // heredoc-like text that names the namespace but does not tokenize
+    expect(looksLikeExpression('EOF > $HOME/parameters.x', 'parameters')).toBe(false);
+    expect(looksLikeExpression('parameters.x == "unterminated', 'parameters')).toBe(false);
+    expect(looksLikeExpression('parameters.x matches /unterminated', 'parameters')).toBe(false);
+    expect(() => run('parameters.x == $y')).toThrow('unexpected character "$"');
+    expect(() => run('"unterminated')).toThrow('unterminated string');
+  });
 });

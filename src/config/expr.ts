@@ -18,76 +18,89 @@ type Token =
   | { kind: 'op'; text: string }
   | { kind: 'regex'; source: string };
 
-const IDENT = /^[a-zA-Z][\w-]*(\.[\w-]+)*\??/;
 const MAX_EXPRESSION_LENGTH = 4096;
+// sticky: each matches at `lastIndex` only, so the scanner never slices the rest of the text
+const WS = /\s+/y;
+const OP = /==|!=|>=|<=|>|<|\(|\)|!/y;
+const NUM = /-?\d+/y;
+const IDENT = /[a-zA-Z][\w-]*(\.[\w-]+)*\??/y;
+const WORD_OPS = new Set(['and', 'or', 'not', 'AND', 'OR', 'NOT', 'starts-with', 'contains', 'matches']);
 
-function tokenize(src: string): Token[] {
+function matchAt(re: RegExp, src: string, i: number): string | undefined {
+  re.lastIndex = i;
+  return re.exec(src)?.[0];
+}
+
+/**
+ * Splits `src` into tokens, or returns the reason it is not an expression (a string). Returning
+ * instead of throwing matters: most `<< … >>` text in real configs is shell (heredocs) probed here.
+ */
+function scan(src: string): Token[] | string {
   const tokens: Token[] = [];
   let i = 0;
   while (i < src.length) {
-    const rest = src.slice(i);
-    const ws = /^\s+/.exec(rest);
+    const ws = matchAt(WS, src, i);
     if (ws) {
-      i += ws[0].length;
+      i += ws.length;
       continue;
     }
-    const op = /^(==|!=|>=|<=|>|<|\(|\)|!)/.exec(rest);
+    const op = matchAt(OP, src, i);
     if (op) {
-      tokens.push({ kind: 'op', text: op[0] === '!' ? 'not' : op[0] });
-      i += op[0].length;
+      tokens.push({ kind: 'op', text: op === '!' ? 'not' : op });
+      i += op.length;
       continue;
     }
-    const num = /^-?\d+/.exec(rest);
+    const num = matchAt(NUM, src, i);
     if (num) {
-      tokens.push({ kind: 'num', value: Number(num[0]) });
-      i += num[0].length;
+      tokens.push({ kind: 'num', value: Number(num) });
+      i += num.length;
       continue;
     }
-    if (rest[0] === '"') {
-      let j = 1;
+    if (src[i] === '"') {
+      let j = i + 1;
       let s = '';
-      while (j < rest.length && rest[j] !== '"') {
-        if (rest[j] === '\\' && j + 1 < rest.length) {
-          s += rest[j + 1];
+      while (j < src.length && src[j] !== '"') {
+        if (src[j] === '\\' && j + 1 < src.length) {
+          s += src[j + 1];
           j += 2;
-        } else s += rest[j++];
+        } else s += src[j++];
       }
-      if (j >= rest.length) throw new ExpressionError('unterminated string');
+      if (j >= src.length) return 'unterminated string';
       tokens.push({ kind: 'str', value: s });
-      i += j + 1;
+      i = j + 1;
       continue;
     }
-    if (
-      rest[0] === '/' &&
-      tokens.length > 0 &&
-      tokens[tokens.length - 1]!.kind === 'op' &&
-      (tokens[tokens.length - 1] as { text: string }).text === 'matches'
-    ) {
-      let j = 1;
+    const last = tokens[tokens.length - 1];
+    if (src[i] === '/' && last !== undefined && last.kind === 'op' && last.text === 'matches') {
+      let j = i + 1;
       let s = '';
-      while (j < rest.length && rest[j] !== '/') {
-        if (rest[j] === '\\' && rest[j + 1] === '/') {
+      while (j < src.length && src[j] !== '/') {
+        if (src[j] === '\\' && src[j + 1] === '/') {
           s += '/';
           j += 2;
-        } else s += rest[j++];
+        } else s += src[j++];
       }
-      if (j >= rest.length) throw new ExpressionError('unterminated regex');
+      if (j >= src.length) return 'unterminated regex';
       tokens.push({ kind: 'regex', source: s });
-      i += j + 1;
+      i = j + 1;
       continue;
     }
-    const id = IDENT.exec(rest);
-    if (id) {
-      const text = id[0];
+    const text = matchAt(IDENT, src, i);
+    if (text) {
       if (text === 'true' || text === 'false') tokens.push({ kind: 'bool', value: text === 'true' });
-      else if (['and', 'or', 'not', 'AND', 'OR', 'NOT', 'starts-with', 'contains', 'matches'].includes(text))
-        tokens.push({ kind: 'op', text: text.toLowerCase() });
+      else if (WORD_OPS.has(text)) tokens.push({ kind: 'op', text: text.toLowerCase() });
       else tokens.push({ kind: 'id', text });
       i += text.length;
       continue;
     }
-    throw new ExpressionError(`unexpected character ${JSON.stringify(rest[0])}`);
+    return `unexpected character ${JSON.stringify(src[i])}`;
   }
+  return tokens;
+}
+
+function tokenize(src: string): Token[] {
+  const tokens = scan(src);
+  if (typeof tokens === 'string') throw new ExpressionError(tokens);
   return tokens;
 }
 
@@ -98,13 +111,11 @@ export function looksLikeExpression(
   alsoAllowed: readonly string[] = [],
 ): boolean {
   if (inner.length > MAX_EXPRESSION_LENGTH) return false;
-  let tokens: Token[];
-  try {
-    tokens = tokenize(inner);
-  } catch {
-    // not an expression (shell text such as a heredoc): left as literal text, which is CircleCI's behaviour too
-    return false;
-  }
+  // an expression must name a variable of the namespace: skip tokenizing text that cannot
+  if (!inner.includes(`${namespace}.`)) return false;
+  const tokens = scan(inner);
+  // not an expression (shell text such as a heredoc): left as literal text, which is CircleCI's behaviour too
+  if (typeof tokens === 'string') return false;
   const ids = tokens.filter((t): t is { kind: 'id'; text: string } => t.kind === 'id');
   return (
     ids.some((t) => t.text.startsWith(`${namespace}.`)) &&

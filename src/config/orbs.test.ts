@@ -7,6 +7,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { parse } from 'yaml';
 import { compileConfig, type OrbResolver } from './index.js';
 import { packOrb } from './corpus-orbs.js';
+import { clearOrbCache, parseOrb } from './orbs.js';
 
 const GREETER = `
 version: 2.1
@@ -203,6 +204,29 @@ jobs:
     expect(r.errors[0]!.message).toMatch(
       /^orb acme\/broken@1\.0\.0:5:9: command "nothing-here" is not defined in orb b/,
     );
+  });
+
+  it('reuses a parsed orb across compiles without changing it, keeping errors located in the orb', async () => {
+    const orb = 'version: 2.1\ncommands:\n  go:\n    parameters:\n      n: {type: integer, default: 1}\n    steps:\n      - run: echo << parameters.n >>\n      - nothing-here\n';
+    const config = (n: number): string =>
+      `version: 2.1\norbs:\n  c: acme/cached@1.0.0\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [{c/go: {n: ${n}}}]\n`;
+    const res = resolver({ 'acme/cached@1.0.0': orb });
+    const first = parseOrb(orb, 'orb acme/cached@1.0.0');
+    const snapshot = structuredClone(first.root);
+    for (const n of [1, 2, 3]) {
+      const r = await compileConfig(config(n), { orbResolver: res });
+      expect(r.ok).toBe(false);
+      if (r.ok) return;
+      expect(r.errors.map((e) => e.message)).toEqual([
+        'orb acme/cached@1.0.0:8:9: command "nothing-here" is not defined in orb c',
+      ]);
+    }
+    // the same tree is served every time, frozen and unchanged by the compiles
+    expect(parseOrb(orb, 'orb acme/cached@1.0.0')).toBe(first);
+    expect(Object.isFrozen(first.root)).toBe(true);
+    expect(first.root).toEqual(snapshot);
+    clearOrbCache();
+    expect(parseOrb(orb, 'orb acme/cached@1.0.0')).not.toBe(first);
   });
 });
 

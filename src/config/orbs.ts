@@ -2,7 +2,7 @@
 // becomes a Namespace whose jobs see only that orb's commands, executors and imported orbs.
 import type { OrbResolver } from './model.js';
 import { isMapValue, report, substitute, type Context, type SubstitutionPass } from './params.js';
-import { parseSource, type MapValue, type Value } from './source.js';
+import { parseSource, SourceMap, type MapValue, type ParsedSource, type Value } from './source.js';
 import { newNamespace, registerElements, type Namespace } from './elements.js';
 import { ConfigAbort } from './errors.js';
 
@@ -16,6 +16,47 @@ export interface OrbLoadContext {
 
 const ORB_REF = /^[a-z0-9][a-z0-9_-]*\/[a-z0-9][a-z0-9_-]*@(volatile|dev:[\w.-]+|\d+(\.\d+){0,2})$/i;
 const MAX_ORB_DEPTH = 10;
+
+/** Parsed orbs kept across compiles (published orb versions are immutable), least recently used first. */
+export const ORB_CACHE_SIZE = 256;
+/**
+ * Keyed by the orb text (a resolver hands out the same string each time, whose hash V8 keeps, so a
+ * hit costs no rehash of the text), then by the file name the locations carry.
+ */
+const orbCache = new Map<string, { file: string; parsed: ParsedSource }>();
+
+/**
+ * Parses an orb's text, or returns the tree parsed by an earlier compile. The tree is deep-frozen
+ * (compiles share it, so every stage must copy before changing anything) and carries its own
+ * SourceMap, which each compile's map falls back to for locations inside the orb. Parse errors are
+ * not cached: they throw ConfigAbort every time.
+ */
+export function parseOrb(source: string, file: string): ParsedSource {
+  const hit = orbCache.get(source);
+  if (hit && hit.file === file) {
+    orbCache.delete(source);
+    orbCache.set(source, hit);
+    return hit.parsed;
+  }
+  const parsed = parseSource(source, file, undefined, new SourceMap(), true);
+  deepFreeze(parsed.root);
+  // the same text under another name (rare) replaces the entry: locations must name the right orb
+  orbCache.delete(source);
+  orbCache.set(source, { file, parsed });
+  if (orbCache.size > ORB_CACHE_SIZE) orbCache.delete(orbCache.keys().next().value as string);
+  return parsed;
+}
+
+/** Empties the parsed-orb cache (tests). */
+export function clearOrbCache(): void {
+  orbCache.clear();
+}
+
+function deepFreeze(v: Value): void {
+  if (typeof v !== 'object' || v === null || Object.isFrozen(v)) return;
+  Object.freeze(v);
+  for (const child of Array.isArray(v) ? v : Object.values(v)) deepFreeze(child);
+}
 
 function importHint(ref: string): string {
   return `import it with: torus admin import-orb ${ref}`;
@@ -88,7 +129,8 @@ export async function loadOrbs(
       if (found) {
         const file = `orb ${ref.split('@')[0]}@${found.version}`;
         try {
-          const parsed = parseSource(found.source, file, undefined, ctx.sourceMap, true);
+          const parsed = parseOrb(found.source, file);
+          ctx.sourceMap.addFallback(parsed.sourceMap);
           if (isMapValue(parsed.root)) {
             orbNs = newNamespace(ns.label === 'config' ? alias : `${ns.label}/${alias}`);
             o.cache.set(ref, orbNs);

@@ -28,39 +28,79 @@ export const MAX_NESTING_DEPTH = 200;
 /** Nodes that alias expansion may create in total (a billion-laughs document creates billions). */
 export const MAX_ALIAS_NODES = 100_000;
 
+/**
+ * Where a map or list came from, as character offsets (turned into line/column only when a location
+ * is asked for, which is when an error is reported).
+ */
 interface Location {
-  pos: Position;
+  pos: number;
+  lines: LineCounter;
   /** the file the value came from, when not the config itself (orb sources) */
-  file?: string;
-  keys?: Map<string, Position>;
-  items?: Position[];
+  file: string | undefined;
+  /** a map's keys and the offsets of their key nodes (parallel; the last entry of a name wins) */
+  keyNames?: string[];
+  keyOffsets?: number[];
+  /** a list's item offsets */
+  items?: number[];
 }
 
 /** Remembers the source position of maps and lists (and of their keys and items). */
 export class SourceMap {
   private readonly locations = new WeakMap<object, Location>();
+  /** maps of shared, immutable trees (cached orbs) consulted when this one has no entry */
+  private readonly fallbacks = new Set<SourceMap>();
 
   set(value: object, loc: Location): void {
     this.locations.set(value, loc);
   }
 
+  /** Also look locations up in `other` (the map of a cached orb tree this compile uses). */
+  addFallback(other: SourceMap): void {
+    if (other !== this) this.fallbacks.add(other);
+  }
+
+  private get(value: object): Location | undefined {
+    const own = this.locations.get(value);
+    if (own !== undefined || this.fallbacks.size === 0) return own;
+    for (const f of this.fallbacks) {
+      const loc = f.locations.get(value);
+      if (loc !== undefined) return loc;
+    }
+    return undefined;
+  }
+
   /** Carries the location of `from` over to `to` (a copy made by a later stage). */
   copy(from: unknown, to: unknown): void {
     if (from === to || !isObject(from) || !isObject(to)) return;
-    const loc = this.locations.get(from);
+    const loc = this.get(from);
     if (loc && !this.locations.has(to)) this.locations.set(to, loc);
   }
 
   /** The position of a container, of one of its keys, or of one of its items. */
   at(container: unknown, keyOrIndex?: string | number): (Position & { file?: string }) | undefined {
     if (!isObject(container)) return undefined;
-    const loc = this.locations.get(container);
+    const loc = this.get(container);
     if (!loc) return undefined;
-    let pos = loc.pos;
-    if (typeof keyOrIndex === 'string') pos = loc.keys?.get(keyOrIndex) ?? loc.pos;
-    if (typeof keyOrIndex === 'number') pos = loc.items?.[keyOrIndex] ?? loc.pos;
-    return loc.file === undefined ? pos : { ...pos, file: loc.file };
+    const lp = loc.lines.linePos(offsetOf(loc, keyOrIndex));
+    const pos: Position & { file?: string } = { line: lp.line, column: lp.col };
+    if (loc.file !== undefined) pos.file = loc.file;
+    return pos;
   }
+
+  /** The offset of a container, key or item, in the source its LineCounter counts (merge keys). */
+  offsetAt(container: object, key: string): { offset: number; lines: LineCounter } | undefined {
+    const loc = this.get(container);
+    return loc ? { offset: offsetOf(loc, key), lines: loc.lines } : undefined;
+  }
+}
+
+function offsetOf(loc: Location, keyOrIndex: string | number | undefined): number {
+  if (typeof keyOrIndex === 'string' && loc.keyNames) {
+    const i = loc.keyNames.lastIndexOf(keyOrIndex);
+    if (i >= 0) return loc.keyOffsets![i]!;
+  }
+  if (typeof keyOrIndex === 'number') return loc.items?.[keyOrIndex] ?? loc.pos;
+  return loc.pos;
 }
 
 function isObject(v: unknown): v is object {
@@ -199,6 +239,8 @@ export function parseSource(
 }
 
 class Converter {
+  /** `file` when locations must name it (orb sources), else undefined */
+  private readonly fileTag: string | undefined;
   private aliasNodes = 0;
   private expandingAlias = 0;
   /** each alias node's anchored node, found in one pass (Alias.resolve walks the document per call) */
@@ -227,12 +269,17 @@ class Converter {
     private readonly lines: LineCounter,
     private readonly sourceMap: SourceMap,
     private readonly file: string,
-    private readonly tagFile: boolean,
-  ) {}
+    tagFile: boolean,
+  ) {
+    this.fileTag = tagFile ? file : undefined;
+  }
+
+  private offset(node: { range?: [number, number, number] | null } | null | undefined): number {
+    return node?.range?.[0] ?? 0;
+  }
 
   private position(node: { range?: [number, number, number] | null } | null | undefined): Position {
-    const offset = node?.range?.[0] ?? 0;
-    const lp = this.lines.linePos(offset);
+    const lp = this.lines.linePos(this.offset(node));
     return { line: lp.line, column: lp.col };
   }
 
@@ -287,21 +334,18 @@ class Converter {
     }
     if (isSeq(node)) {
       const out: Value[] = [];
-      const items: Position[] = [];
+      const items: number[] = [];
       for (const item of node.items) {
-        items.push(this.position(item as Node));
+        items.push(this.offset(item as Node));
         out.push(this.convert(item as Node, depth + 1));
       }
-      this.sourceMap.set(out, {
-        pos: this.position(node),
-        items,
-        ...(this.tagFile ? { file: this.file } : {}),
-      });
+      this.sourceMap.set(out, { pos: this.offset(node), lines: this.lines, file: this.fileTag, items });
       return out;
     }
     if (isMap(node)) {
       const out: MapValue = {};
-      const keys = new Map<string, Position>();
+      const keyNames: string[] = [];
+      const keyOffsets: number[] = [];
       const merged: MapValue[] = [];
       for (const pair of node.items) {
         if (!isPair(pair)) continue;
@@ -330,23 +374,24 @@ class Converter {
           continue;
         }
         const key = this.keyString(keyNode, depth);
-        keys.set(key, this.position(keyNode));
+        keyNames.push(key);
+        keyOffsets.push(this.offset(keyNode));
         out[key] = this.convert(pair.value as Node, depth + 1);
       }
       for (const m of merged) {
         for (const [k, v] of Object.entries(m)) {
           if (!(k in out)) {
             out[k] = v;
-            const p = this.sourceMap.at(m, k);
-            if (p) keys.set(k, p);
+            // merged maps come from this document, so their offsets count in the same lines
+            const p = this.sourceMap.offsetAt(m, k);
+            if (p) {
+              keyNames.push(k);
+              keyOffsets.push(p.offset);
+            }
           }
         }
       }
-      this.sourceMap.set(out, {
-        pos: this.position(node),
-        keys,
-        ...(this.tagFile ? { file: this.file } : {}),
-      });
+      this.sourceMap.set(out, { pos: this.offset(node), lines: this.lines, file: this.fileTag, keyNames, keyOffsets });
       return out;
     }
     return null;

@@ -1,5 +1,6 @@
 // The config-compile endpoints as the classic `circleci` CLI calls them: the CLI's exact request
 // texts (circleci-cli-queries fixtures), sent with its headers and JSON encoding.
+import { fileURLToPath } from 'node:url';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import Fastify, { type FastifyInstance } from 'fastify';
@@ -8,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileRoutes } from '../compile-routes.js';
 import { declareUsedVariables, torusSchema } from './index.js';
 
-const FIXTURES = '/work/shared/reference/circleci-cli-queries';
+const FIXTURES = fileURLToPath(new URL('../../../../shared/reference/circleci-cli-queries', import.meta.url));
 const TOKEN = 'torus-test-token';
 
 interface Fixture {
@@ -290,7 +291,7 @@ describe('POST /graphql-unstable orbConfig (circleci orb validate|process)', () 
 
   it('validates a real orb from the corpus (jobs and commands with required parameters)', async () => {
     const f = fixture('orbConfig');
-    const orb = readFileSync('/work/shared/corpus/orbs/codecov/codecov/1.1.1/orb.yml', 'utf8');
+    const orb = readFileSync(`${FIXTURES}/../../corpus/orbs/codecov/codecov/1.1.1/orb.yml`, 'utf8');
     const { body } = await graphql(f.query, { ...f.variables, config: orb });
     expect(body.data!.orbConfig!.errors).toEqual([]);
     expect(body.data!.orbConfig!.valid).toBe(true);
