@@ -4,6 +4,7 @@ import { fmt, makeGitRepo, withServer } from './lib.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 300);
 const PER_PIPELINE = 30;
+const THROUGHPUT_ENV: Record<string, string> = process.env.BENCH_AGENTS ? { TORUS_LOCAL_AGENTS: process.env.BENCH_AGENTS } : {};
 
 function config(n: number): string {
   const names = Array.from({ length: n }, (_, i) => `j${i}`);
@@ -17,7 +18,7 @@ workflows:
 }
 
 export async function benchThroughput(): Promise<{ jobs: number; seconds: number; perSecond: number }> {
-  return withServer({}, async (server) => {
+  return withServer(THROUGHPUT_ENV, async (server) => {
     const repo = makeGitRepo({ '.circleci/config.yml': config(PER_PIPELINE) });
     const project = await server.engine.createProject({ orgName: 'bench', name: 'throughput', vcsUrl: `file://${repo}` });
     const pipelines = Math.ceil(JOBS / PER_PIPELINE);

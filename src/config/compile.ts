@@ -1085,7 +1085,11 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
       ok: true,
       config: result.config,
       get processedYaml(): string {
-        processedYaml ??= stringify(processed, { aliasDuplicateObjects: false, lineWidth: 0, version: '1.1' });
+        processedYaml ??= stringify(processed, {
+          aliasDuplicateObjects: false,
+          lineWidth: 0,
+          version: '1.1',
+        });
         return processedYaml;
       },
     };

@@ -207,7 +207,8 @@ jobs:
   });
 
   it('reuses a parsed orb across compiles without changing it, keeping errors located in the orb', async () => {
-    const orb = 'version: 2.1\ncommands:\n  go:\n    parameters:\n      n: {type: integer, default: 1}\n    steps:\n      - run: echo << parameters.n >>\n      - nothing-here\n';
+    const orb =
+      'version: 2.1\ncommands:\n  go:\n    parameters:\n      n: {type: integer, default: 1}\n    steps:\n      - run: echo << parameters.n >>\n      - nothing-here\n';
     const config = (n: number): string =>
       `version: 2.1\norbs:\n  c: acme/cached@1.0.0\njobs:\n  build:\n    docker: [{image: alpine}]\n    steps: [{c/go: {n: ${n}}}]\n`;
     const res = resolver({ 'acme/cached@1.0.0': orb });

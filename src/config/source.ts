@@ -161,10 +161,15 @@ function checkNestingDepth(source: string, file: string): void {
     while (indents.length > 0 && indents[indents.length - 1]! > indent) indents.pop();
     if (indents.length === 0 || indents[indents.length - 1]! < indent) indents.push(indent);
     // compact sequences (`- - - x`) nest on one line
-    const compact = /^(?:-\s+)+/.exec(trimmed)?.[0].replace(/\s+/g, '').length ?? 0;
-    for (const ch of trimmed) {
-      if (ch === '[' || ch === '{') flowDepth++;
-      else if ((ch === ']' || ch === '}') && flowDepth > 0) flowDepth--;
+    const compact = trimmed.startsWith('-')
+      ? (/^(?:-\s+)+/.exec(trimmed)?.[0].replace(/\s+/g, '').length ?? 0)
+      : 0;
+    // closing brackets outside any flow collection change nothing, so most lines need no scan
+    if (flowDepth > 0 || trimmed.includes('[') || trimmed.includes('{')) {
+      for (const ch of trimmed) {
+        if (ch === '[' || ch === '{') flowDepth++;
+        else if ((ch === ']' || ch === '}') && flowDepth > 0) flowDepth--;
+      }
     }
     if (indents.length + compact + flowDepth > MAX_NESTING_DEPTH) {
       throw new ConfigAbort([
@@ -391,7 +396,13 @@ class Converter {
           }
         }
       }
-      this.sourceMap.set(out, { pos: this.offset(node), lines: this.lines, file: this.fileTag, keyNames, keyOffsets });
+      this.sourceMap.set(out, {
+        pos: this.offset(node),
+        lines: this.lines,
+        file: this.fileTag,
+        keyNames,
+        keyOffsets,
+      });
       return out;
     }
     return null;
