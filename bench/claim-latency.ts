@@ -42,7 +42,9 @@ export async function benchClaimLatency(): Promise<{ n: number; p50: number; p99
     const pending = claim(); // the agent is idle, waiting
     await new Promise((r) => setTimeout(r, 3)); // let the claim reach its wait
     const t0 = performance.now();
-    await db.transaction((tx) => scheduler.enqueue(tx, { jobId, resourceClass: 'machine:medium', specs: [taskSpec(jobId)] }));
+    await db.transaction((tx) =>
+      scheduler.enqueue(tx, { jobId, resourceClass: 'machine:medium', specs: [taskSpec(jobId)] }),
+    );
     const got = await pending;
     const t1 = performance.now();
     if (!got) throw new Error('claim returned nothing');
@@ -62,5 +64,7 @@ export async function benchClaimLatency(): Promise<{ n: number; p50: number; p99
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await benchClaimLatency();
-  console.log(`claim latency over ${r.n} tasks: p50 ${fmt(r.p50)} (target ≤ 20 ms), p99 ${fmt(r.p99)} (target ≤ 100 ms)`);
+  console.log(
+    `claim latency over ${r.n} tasks: p50 ${fmt(r.p50)} (target ≤ 20 ms), p99 ${fmt(r.p99)} (target ≤ 100 ms)`,
+  );
 }

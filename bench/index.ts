@@ -11,8 +11,12 @@ console.log(
     `p99 ${fmt(claim.p99)} (target ≤ 100 ms, ${(claim.p99 / 100).toFixed(2)}× target)`,
 );
 const first = await benchTriggerToFirstOutput();
-console.log(`trigger → first output line: p50 ${fmt(first.p50)}, p90 ${fmt(first.p90)} (target p50 ≤ 500 ms, ${(first.p50 / 500).toFixed(2)}× target)`);
+console.log(
+  `trigger → first output line: p50 ${fmt(first.p50)}, p90 ${fmt(first.p90)} (target p50 ≤ 500 ms, ${(first.p50 / 500).toFixed(2)}× target)`,
+);
 const tp = await benchThroughput();
-console.log(`throughput: ${tp.jobs} one-step jobs in ${tp.seconds.toFixed(1)} s = ${tp.perSecond.toFixed(1)} jobs/s (target ≥ 10, ${(tp.perSecond / 10).toFixed(2)}× target)`);
+console.log(
+  `throughput: ${tp.jobs} one-step jobs in ${tp.seconds.toFixed(1)} s = ${tp.perSecond.toFixed(1)} jobs/s (target ≥ 10, ${(tp.perSecond / 10).toFixed(2)}× target)`,
+);
 printConfigBench(await benchConfig());
 process.exit(0);

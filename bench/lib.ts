@@ -23,7 +23,13 @@ export async function withServer<T>(
   fn: (server: RunningServer) => Promise<T>,
 ): Promise<T> {
   const dataDir = mkdtempSync(join(tmpdir(), 'torus-bench-'));
-  const settings = loadSettings({ TORUS_DATA_DIR: dataDir, TORUS_PORT: '0', TORUS_LOG_LEVEL: 'warn', TORUS_ADMIN_TOKEN: 'bench', ...env });
+  const settings = loadSettings({
+    TORUS_DATA_DIR: dataDir,
+    TORUS_PORT: '0',
+    TORUS_LOG_LEVEL: 'warn',
+    TORUS_ADMIN_TOKEN: 'bench',
+    ...env,
+  });
   const server = await startServer(settings);
   try {
     return await fn(server);

@@ -18,7 +18,11 @@ workflows:
 export async function benchTriggerToFirstOutput(): Promise<{ p50: number; p90: number }> {
   return withServer({ TORUS_LOCAL_AGENTS: '2' }, async (server) => {
     const repo = makeGitRepo({ '.circleci/config.yml': CONFIG, 'README.md': 'bench\n' });
-    const project = await server.engine.createProject({ orgName: 'bench', name: 'latency', vcsUrl: `file://${repo}` });
+    const project = await server.engine.createProject({
+      orgName: 'bench',
+      name: 'latency',
+      vcsUrl: `file://${repo}`,
+    });
     // first output of step index 2 (the first config step) of the pipeline's task
     const firstOutput = new Map<string, number>();
     const unlisten = await server.res.db.listen(CHANNELS.stepOutput, (payload) => {
@@ -28,7 +32,11 @@ export async function benchTriggerToFirstOutput(): Promise<{ p50: number; p90: n
     const samples: number[] = [];
     for (let i = 0; i < RUNS + 3; i++) {
       const t0 = performance.now();
-      const p = await server.engine.triggerPipeline({ projectId: project.id, branch: 'main', triggerType: 'api' });
+      const p = await server.engine.triggerPipeline({
+        projectId: project.id,
+        branch: 'main',
+        triggerType: 'api',
+      });
       let taskId: string | undefined;
       for (;;) {
         if (!taskId) {
@@ -62,5 +70,7 @@ export async function benchTriggerToFirstOutput(): Promise<{ p50: number; p90: n
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await benchTriggerToFirstOutput();
-  console.log(`trigger → first output line: p50 ${fmt(r.p50)}, p90 ${fmt(r.p90)} over ${RUNS} pipelines (target p50 ≤ 500 ms; ratio ${(r.p50 / 500).toFixed(2)} of target)`);
+  console.log(
+    `trigger → first output line: p50 ${fmt(r.p50)}, p90 ${fmt(r.p90)} over ${RUNS} pipelines (target p50 ≤ 500 ms; ratio ${(r.p50 / 500).toFixed(2)} of target)`,
+  );
 }

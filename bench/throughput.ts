@@ -4,7 +4,9 @@ import { fmt, makeGitRepo, withServer } from './lib.js';
 
 const JOBS = Number(process.env.BENCH_JOBS ?? 300);
 const PER_PIPELINE = 30;
-const THROUGHPUT_ENV: Record<string, string> = process.env.BENCH_AGENTS ? { TORUS_LOCAL_AGENTS: process.env.BENCH_AGENTS } : {};
+const THROUGHPUT_ENV: Record<string, string> = process.env.BENCH_AGENTS
+  ? { TORUS_LOCAL_AGENTS: process.env.BENCH_AGENTS }
+  : {};
 
 function config(n: number): string {
   const names = Array.from({ length: n }, (_, i) => `j${i}`);
@@ -20,12 +22,19 @@ workflows:
 export async function benchThroughput(): Promise<{ jobs: number; seconds: number; perSecond: number }> {
   return withServer(THROUGHPUT_ENV, async (server) => {
     const repo = makeGitRepo({ '.circleci/config.yml': config(PER_PIPELINE) });
-    const project = await server.engine.createProject({ orgName: 'bench', name: 'throughput', vcsUrl: `file://${repo}` });
+    const project = await server.engine.createProject({
+      orgName: 'bench',
+      name: 'throughput',
+      vcsUrl: `file://${repo}`,
+    });
     const pipelines = Math.ceil(JOBS / PER_PIPELINE);
     const t0 = performance.now();
     const ids: string[] = [];
     for (let i = 0; i < pipelines; i++) {
-      ids.push((await server.engine.triggerPipeline({ projectId: project.id, branch: 'main', triggerType: 'api' })).id);
+      ids.push(
+        (await server.engine.triggerPipeline({ projectId: project.id, branch: 'main', triggerType: 'api' }))
+          .id,
+      );
     }
     for (;;) {
       const r = await server.res.db.query<{ done: number; total: number }>(
@@ -50,5 +59,7 @@ export async function benchThroughput(): Promise<{ jobs: number; seconds: number
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const r = await benchThroughput();
-  console.log(`throughput: ${r.jobs} jobs in ${fmt(r.seconds * 1000)} = ${r.perSecond.toFixed(1)} jobs/s (target ≥ 10; ratio ${(r.perSecond / 10).toFixed(2)}× target)`);
+  console.log(
+    `throughput: ${r.jobs} jobs in ${fmt(r.seconds * 1000)} = ${r.perSecond.toFixed(1)} jobs/s (target ≥ 10; ratio ${(r.perSecond / 10).toFixed(2)}× target)`,
+  );
 }

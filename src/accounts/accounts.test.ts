@@ -31,7 +31,9 @@ describe.each(databaseKinds())('accounts on %s', (kind) => {
 
   it('stores tokens hashed, never in clear', async () => {
     const { token } = await accounts.bootstrapAdmin();
-    const rows = await res.db.query<{ token_hash: string; token_hint: string }>('SELECT token_hash, token_hint FROM api_tokens');
+    const rows = await res.db.query<{ token_hash: string; token_hint: string }>(
+      'SELECT token_hash, token_hint FROM api_tokens',
+    );
     expect(rows.rows).toEqual([{ token_hash: hashToken(token!), token_hint: token!.slice(0, 4) }]);
   });
 
@@ -50,7 +52,10 @@ describe.each(databaseKinds())('accounts on %s', (kind) => {
     expect(await accounts.authenticate(extra.token)).not.toBeNull();
     // same token again: nothing changes
     await accounts.bootstrapAdmin('second-admin-token');
-    expect((await accounts.listTokens(a.user.id)).map((t) => t.label).sort()).toEqual(['bootstrap', 'laptop']);
+    expect((await accounts.listTokens(a.user.id)).map((t) => t.label).sort()).toEqual([
+      'bootstrap',
+      'laptop',
+    ]);
   });
 
   it('concurrent bootstraps create one admin', async () => {
@@ -62,9 +67,17 @@ describe.each(databaseKinds())('accounts on %s', (kind) => {
 
   it('creates users, rejects duplicate and malformed logins', async () => {
     const u = await accounts.createUser({ login: 'alice', name: 'Alice' });
-    expect(u).toMatchObject({ login: 'alice', name: 'Alice', role: 'member', suspended: false, githubId: null });
+    expect(u).toMatchObject({
+      login: 'alice',
+      name: 'Alice',
+      role: 'member',
+      suspended: false,
+      githubId: null,
+    });
     await expect(accounts.createUser({ login: 'alice' })).rejects.toMatchObject({ code: 'TORUS_E_CONFLICT' });
-    await expect(accounts.createUser({ login: 'no spaces' })).rejects.toMatchObject({ code: 'TORUS_E_BAD_REQUEST' });
+    await expect(accounts.createUser({ login: 'no spaces' })).rejects.toMatchObject({
+      code: 'TORUS_E_BAD_REQUEST',
+    });
     expect((await accounts.getUser('alice'))?.id).toBe(u.id);
     expect((await accounts.getUser(u.id))?.login).toBe('alice');
   });

@@ -155,7 +155,14 @@ function toUser(r: UserRow): User {
 }
 
 function toToken(r: TokenRow): ApiToken {
-  return { id: r.id, userId: r.user_id, label: r.label, hint: r.token_hint, createdAt: r.created_at, lastUsedAt: r.last_used_at };
+  return {
+    id: r.id,
+    userId: r.user_id,
+    label: r.label,
+    hint: r.token_hint,
+    createdAt: r.created_at,
+    lastUsedAt: r.last_used_at,
+  };
 }
 
 function toOrg(r: OrgRow): Organization {
@@ -191,16 +198,30 @@ export function createAccounts(res: Resources): Accounts {
     }
     const role = input.role ?? 'member';
     if (role !== 'admin' && role !== 'member') {
-      throw new TorusError('TORUS_E_BAD_REQUEST', `role must be admin or member, got ${JSON.stringify(role)}`);
+      throw new TorusError(
+        'TORUS_E_BAD_REQUEST',
+        `role must be admin or member, got ${JSON.stringify(role)}`,
+      );
     }
     const r = await q.query<UserRow>(
       `INSERT INTO users (id, login, name, email, role, github_id, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7)
        ON CONFLICT DO NOTHING
        RETURNING id, login, name, email, role, github_id, suspended_at, created_at`,
-      [ids.uuid(), input.login, input.name ?? input.login, input.email ?? null, role, input.githubId ?? null, clock.now()],
+      [
+        ids.uuid(),
+        input.login,
+        input.name ?? input.login,
+        input.email ?? null,
+        role,
+        input.githubId ?? null,
+        clock.now(),
+      ],
     );
     if (!r.rows[0]) {
-      throw new TorusError('TORUS_E_CONFLICT', `a user with login ${JSON.stringify(input.login)} (or that GitHub id) already exists`);
+      throw new TorusError(
+        'TORUS_E_CONFLICT',
+        `a user with login ${JSON.stringify(input.login)} (or that GitHub id) already exists`,
+      );
     }
     return toUser(r.rows[0]);
   }
@@ -217,7 +238,10 @@ export function createAccounts(res: Resources): Accounts {
   async function orgBy(q: Queryable, ref: string): Promise<Organization | null> {
     const where = isUuid(ref) ? 'id = $1' : 'slug = $1';
     const value = isUuid(ref) || ref.includes('/') ? ref : `circleci/${ref}`;
-    const r = await q.query<OrgRow>(`SELECT id, name, slug, vcs_type, created_at FROM organizations WHERE ${where}`, [value]);
+    const r = await q.query<OrgRow>(
+      `SELECT id, name, slug, vcs_type, created_at FROM organizations WHERE ${where}`,
+      [value],
+    );
     return r.rows[0] ? toOrg(r.rows[0]) : null;
   }
 
@@ -278,13 +302,19 @@ export function createAccounts(res: Resources): Accounts {
             ]);
             const taken = await tx.query('SELECT 1 FROM api_tokens WHERE token_hash = $1', [hash]);
             if (taken.rows.length > 0) {
-              throw new TorusError('TORUS_E_CONFLICT', 'TORUS_ADMIN_TOKEN is already the API token of another user; choose another');
+              throw new TorusError(
+                'TORUS_E_CONFLICT',
+                'TORUS_ADMIN_TOKEN is already the API token of another user; choose another',
+              );
             }
             await insertToken(tx, user.id, BOOTSTRAP_TOKEN_LABEL, adminToken);
           }
           return { user };
         }
-        const has = await tx.query('SELECT 1 FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL LIMIT 1', [user.id]);
+        const has = await tx.query(
+          'SELECT 1 FROM api_tokens WHERE user_id = $1 AND revoked_at IS NULL LIMIT 1',
+          [user.id],
+        );
         if (has.rows.length > 0) return { user };
         const created = await insertToken(tx, user.id, BOOTSTRAP_TOKEN_LABEL, generateToken());
         return { user, token: created.token };
@@ -326,11 +356,10 @@ export function createAccounts(res: Resources): Accounts {
 
     async revokeToken(userId, tokenId) {
       if (!isUuid(tokenId)) throw new TorusError('TORUS_E_NOT_FOUND', `token ${tokenId} not found`);
-      const r = await db.query('UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL', [
-        tokenId,
-        userId,
-        clock.now(),
-      ]);
+      const r = await db.query(
+        'UPDATE api_tokens SET revoked_at = $3 WHERE id = $1 AND user_id = $2 AND revoked_at IS NULL',
+        [tokenId, userId, clock.now()],
+      );
       if (r.rowCount === 0) throw new TorusError('TORUS_E_NOT_FOUND', `token ${tokenId} not found`);
     },
 
@@ -346,14 +375,17 @@ export function createAccounts(res: Resources): Accounts {
          ON CONFLICT (slug) DO NOTHING RETURNING id, name, slug, vcs_type, created_at`,
         [ids.uuid(), name, `circleci/${name}`, clock.now()],
       );
-      if (!r.rows[0]) throw new TorusError('TORUS_E_CONFLICT', `organization circleci/${name} already exists`);
+      if (!r.rows[0])
+        throw new TorusError('TORUS_E_CONFLICT', `organization circleci/${name} already exists`);
       return toOrg(r.rows[0]);
     },
 
     getOrg: (ref) => orgBy(db, ref),
 
     async listOrgs() {
-      const r = await db.query<OrgRow>('SELECT id, name, slug, vcs_type, created_at FROM organizations ORDER BY name');
+      const r = await db.query<OrgRow>(
+        'SELECT id, name, slug, vcs_type, created_at FROM organizations ORDER BY name',
+      );
       return r.rows.map(toOrg);
     },
 
@@ -368,7 +400,10 @@ export function createAccounts(res: Resources): Accounts {
 
     async addMember(orgId, userId, role) {
       if (role !== 'admin' && role !== 'member') {
-        throw new TorusError('TORUS_E_BAD_REQUEST', `role must be admin or member, got ${JSON.stringify(role)}`);
+        throw new TorusError(
+          'TORUS_E_BAD_REQUEST',
+          `role must be admin or member, got ${JSON.stringify(role)}`,
+        );
       }
       await requireOrg(db, orgId);
       await requireUser(db, userId);
@@ -381,20 +416,38 @@ export function createAccounts(res: Resources): Accounts {
 
     async removeMember(orgId, userId) {
       const r = await db.query('DELETE FROM org_members WHERE org_id = $1 AND user_id = $2', [orgId, userId]);
-      if (r.rowCount === 0) throw new TorusError('TORUS_E_NOT_FOUND', `user ${userId} is not a member of organization ${orgId}`);
+      if (r.rowCount === 0)
+        throw new TorusError('TORUS_E_NOT_FOUND', `user ${userId} is not a member of organization ${orgId}`);
     },
 
     async listMembers(orgId) {
-      const r = await db.query<{ org_id: string; user_id: string; login: string; name: string; role: Role; created_at: Date }>(
+      const r = await db.query<{
+        org_id: string;
+        user_id: string;
+        login: string;
+        name: string;
+        role: Role;
+        created_at: Date;
+      }>(
         `SELECT m.org_id, m.user_id, u.login, u.name, m.role, m.created_at FROM org_members m
          JOIN users u ON u.id = m.user_id WHERE m.org_id = $1 ORDER BY u.login`,
         [orgId],
       );
-      return r.rows.map((m) => ({ orgId: m.org_id, userId: m.user_id, login: m.login, name: m.name, role: m.role, createdAt: m.created_at }));
+      return r.rows.map((m) => ({
+        orgId: m.org_id,
+        userId: m.user_id,
+        login: m.login,
+        name: m.name,
+        role: m.role,
+        createdAt: m.created_at,
+      }));
     },
 
     async memberRole(orgId, userId) {
-      const r = await db.query<{ role: Role }>('SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2', [orgId, userId]);
+      const r = await db.query<{ role: Role }>(
+        'SELECT role FROM org_members WHERE org_id = $1 AND user_id = $2',
+        [orgId, userId],
+      );
       return r.rows[0]?.role ?? null;
     },
   };

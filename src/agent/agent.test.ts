@@ -6,7 +6,13 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../test/harness/net.js';
 import { createLogger } from '../ops/index.js';
-import type { ClaimRequest, CompleteRequest, OutputChunk, StepEndRequest, TaskSpec } from '../scheduler/protocol.js';
+import type {
+  ClaimRequest,
+  CompleteRequest,
+  OutputChunk,
+  StepEndRequest,
+  TaskSpec,
+} from '../scheduler/protocol.js';
 import { AGENT_API_PREFIX } from '../scheduler/protocol.js';
 import { runAgent } from './index.js';
 import { processesMatching, runStep, taskSpec } from './testing.js';
@@ -95,7 +101,8 @@ class FakeServer {
       this.tasks.set(spec.taskId, task);
       return send(200, { task: spec, leaseId: task.leaseId, leaseMs: 3_000, heartbeatMs: 100 });
     }
-    const m = /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
+    const m =
+      /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
     const task = m ? this.tasks.get(decodeURIComponent(m[1] ?? '')) : undefined;
     if (!m || !task) return send(404, { message: 'not found' });
     if (task.lost || body.leaseId !== task.leaseId) {
@@ -200,7 +207,10 @@ describe('runAgent', () => {
     server.queue.push(spec);
     await waitFor(() => server.tasks.get(spec.taskId)?.complete, 15_000);
     const task = server.task(spec.taskId);
-    expect(server.claims[0]).toMatchObject({ agentId: 'agent-under-test', resourceClasses: ['machine:medium'] });
+    expect(server.claims[0]).toMatchObject({
+      agentId: 'agent-under-test',
+      resourceClasses: ['machine:medium'],
+    });
     expect(task.complete).toMatchObject({ leaseId: task.leaseId, status: 'failed' });
     expect([...task.starts.keys()]).toEqual([0, 1, 2, 3, 4]);
     expect(task.starts.get(2)).toMatchObject({ name: 'Slow', type: 'run' });
@@ -264,7 +274,9 @@ describe('runAgent', () => {
     await server.restart(700);
     await waitFor(() => server.tasks.get(spec.taskId)?.complete, 10_000);
     expect(server.task(spec.taskId).complete?.status).toBe('success');
-    expect(server.text(spec.taskId, 2)).toBe(Array.from({ length: 20 }, (_, i) => `tick ${i + 1}\n`).join(''));
+    expect(server.text(spec.taskId, 2)).toBe(
+      Array.from({ length: 20 }, (_, i) => `tick ${i + 1}\n`).join(''),
+    );
   });
 
   it('drains: finishes the task in hand, then stops claiming', async () => {

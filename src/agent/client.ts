@@ -166,14 +166,18 @@ class TaskConnection implements TaskSink {
         }
         if (res.ok) return res;
         const message = await readMessage(res);
-        if (!isRetryableStatus(res.status)) throw new Refused(`POST ${suffix} answered ${res.status}: ${message}`);
+        if (!isRetryableStatus(res.status))
+          throw new Refused(`POST ${suffix} answered ${res.status}: ${message}`);
         problem = `HTTP ${res.status}: ${message}`;
       } catch (err) {
         if (err instanceof LeaseLost || err instanceof Refused) throw err;
         problem = (err as Error).message;
       }
       if (Date.now() + delay > this.deadline) {
-        this.log.warn({ taskId: this.claim.task.taskId, problem }, 'server unreachable until the lease ran out');
+        this.log.warn(
+          { taskId: this.claim.task.taskId, problem },
+          'server unreachable until the lease ran out',
+        );
         this.markLost();
         throw new LeaseLost();
       }
@@ -200,7 +204,10 @@ class TaskConnection implements TaskSink {
 
   // --- TaskSink ---
 
-  stepStart(index: number, info: { name: string; type: string; background: boolean; startedAt: Date }): Promise<void> {
+  stepStart(
+    index: number,
+    info: { name: string; type: string; background: boolean; startedAt: Date },
+  ): Promise<void> {
     return this.enqueue(async () => {
       await this.post(`/steps/${index}/start`, {
         leaseId: this.claim.leaseId,
@@ -217,7 +224,8 @@ class TaskConnection implements TaskSink {
     let buf = this.steps.get(index);
     if (!buf) this.steps.set(index, (buf = { nextSeq: 0, pending: [] }));
     const last = buf.pending[buf.pending.length - 1];
-    if (last && last.stream === stream && last.data.length + data.length <= CHUNK_MAX_CHARS) last.data += data;
+    if (last && last.stream === stream && last.data.length + data.length <= CHUNK_MAX_CHARS)
+      last.data += data;
     else buf.pending.push({ seq: buf.nextSeq++, stream, time: new Date().toISOString(), data });
     this.bufferedBytes += Buffer.byteLength(data);
     if (this.bufferedBytes >= OUTPUT_FLUSH_BYTES) void this.flush();
@@ -284,7 +292,10 @@ class TaskConnection implements TaskSink {
         headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
         body: JSON.stringify({ leaseId: this.claim.leaseId }),
         // close() ends a heartbeat in flight: a stopping agent does not wait for a hung server
-        signal: AbortSignal.any([this.heartbeatStop.signal, this.requestSignal(Math.max(this.claim.heartbeatMs, 1_000))]),
+        signal: AbortSignal.any([
+          this.heartbeatStop.signal,
+          this.requestSignal(Math.max(this.claim.heartbeatMs, 1_000)),
+        ]),
       });
       if (res.status === 409) {
         await res.body?.cancel();
@@ -311,7 +322,11 @@ class TaskConnection implements TaskSink {
     await this.flush();
     const body: CompleteRequest = { leaseId: this.claim.leaseId, status, ...(message ? { message } : {}) };
     await this.enqueue(() => this.post('/complete', body)).catch((err: unknown) => {
-      if (!(err instanceof LeaseLost)) this.log.error({ taskId: this.claim.task.taskId, err: (err as Error).message }, 'could not report the task end');
+      if (!(err instanceof LeaseLost))
+        this.log.error(
+          { taskId: this.claim.task.taskId, err: (err as Error).message },
+          'could not report the task end',
+        );
     });
   }
 
@@ -323,7 +338,11 @@ class TaskConnection implements TaskSink {
   }
 }
 
-async function claimTask(opts: AgentOptions, agentId: string, signal: AbortSignal): Promise<ClaimResponse | null> {
+async function claimTask(
+  opts: AgentOptions,
+  agentId: string,
+  signal: AbortSignal,
+): Promise<ClaimResponse | null> {
   const waitMs = Math.min(opts.claimWaitMs ?? DEFAULT_CLAIM_WAIT_MS, MAX_CLAIM_WAIT_MS);
   const body: ClaimRequest = {
     agentId,
@@ -346,7 +365,9 @@ async function claimTask(opts: AgentOptions, agentId: string, signal: AbortSigna
   if (res.status === 200) return (await res.json()) as ClaimResponse;
   const message = await readMessage(res);
   if (res.status === 401 || res.status === 403) {
-    throw new Error(`the server refused this agent's token for ${opts.resourceClasses.join(', ')} (HTTP ${res.status}): ${message}`);
+    throw new Error(
+      `the server refused this agent's token for ${opts.resourceClasses.join(', ')} (HTTP ${res.status}): ${message}`,
+    );
   }
   throw new Error(`claim answered HTTP ${res.status}: ${message}`);
 }
@@ -366,9 +387,17 @@ async function runClaimedTask(opts: AgentOptions, claim: ClaimResponse, workRoot
   try {
     let result: { status: TaskOutcome; message?: string };
     try {
-      result = await runTask(task, conn, { workRoot, sandbox: opts.sandbox, signal: conn.abort.signal, logger: log });
+      result = await runTask(task, conn, {
+        workRoot,
+        sandbox: opts.sandbox,
+        signal: conn.abort.signal,
+        logger: log,
+      });
     } catch (err) {
-      result = { status: 'infrastructure_fail', message: `The agent failed while running the task: ${(err as Error).message}` };
+      result = {
+        status: 'infrastructure_fail',
+        message: `The agent failed while running the task: ${(err as Error).message}`,
+      };
     }
     if (conn.lost) return;
     if (conn.failure) result = { status: 'infrastructure_fail', message: conn.failure };

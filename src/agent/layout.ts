@@ -15,7 +15,19 @@ import type { SandboxKind, SandboxMounts } from './sandbox.js';
 
 /** PATH inside the sandbox when the job sets none */
 export const DEFAULT_SANDBOX_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
-const READ_ONLY_ROOTS = ['/usr', '/bin', '/sbin', '/lib', '/lib32', '/lib64', '/libx32', '/etc', '/opt', '/proc', '/dev'];
+const READ_ONLY_ROOTS = [
+  '/usr',
+  '/bin',
+  '/sbin',
+  '/lib',
+  '/lib32',
+  '/lib64',
+  '/libx32',
+  '/etc',
+  '/opt',
+  '/proc',
+  '/dev',
+];
 
 export interface TaskLayout {
   sandbox: SandboxKind;
@@ -42,13 +54,18 @@ function writtenDirs(steps: Step[]): string[] {
   const dirs: string[] = [];
   for (const s of steps) {
     if (s.type === 'checkout' && 'path' in s && typeof s.path === 'string') dirs.push(s.path);
-    if (s.type === 'run' && 'workingDirectory' in s && typeof s.workingDirectory === 'string') dirs.push(s.workingDirectory);
+    if (s.type === 'run' && 'workingDirectory' in s && typeof s.workingDirectory === 'string')
+      dirs.push(s.workingDirectory);
     if ('args' in s && typeof s.args.working_directory === 'string') dirs.push(s.args.working_directory);
   }
   return dirs;
 }
 
-export async function createTaskLayout(spec: TaskSpec, workRoot: string, sandbox: SandboxKind): Promise<TaskLayout> {
+export async function createTaskLayout(
+  spec: TaskSpec,
+  workRoot: string,
+  sandbox: SandboxKind,
+): Promise<TaskLayout> {
   const root = path.resolve(workRoot, spec.taskId);
   const home = path.join(root, 'home');
   const tmp = path.join(root, 'tmp');

@@ -74,7 +74,8 @@ class FakeServer {
       this.tasks.set(spec.taskId, task);
       return send(200, { task: spec, leaseId: task.leaseId, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS });
     }
-    const m = /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
+    const m =
+      /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
     const task = m ? this.tasks.get(decodeURIComponent(m[1] ?? '')) : undefined;
     if (!m || !task) return send(404, { message: 'not found' });
     if (this.hang) return; // never answers
@@ -136,10 +137,29 @@ async function startServer(): Promise<FakeServer> {
 function startLocalAgent(serverUrl: string, name: string): Agent {
   const child = spawn(
     process.execPath,
-    [ENTRY, 'agent', '--server', serverUrl, '--resource-class', 'machine:medium', '--sandbox', 'auto', '--name', name, '--work-dir', path.join(workRoot, name), '--local'],
+    [
+      ENTRY,
+      'agent',
+      '--server',
+      serverUrl,
+      '--resource-class',
+      'machine:medium',
+      '--sandbox',
+      'auto',
+      '--name',
+      name,
+      '--work-dir',
+      path.join(workRoot, name),
+      '--local',
+    ],
     {
       stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_AGENT_TOKEN: TOKEN, TORUS_LOG_LEVEL: 'debug' },
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TORUS_AGENT_TOKEN: TOKEN,
+        TORUS_LOG_LEVEL: 'debug',
+      },
     },
   );
   let log = '';
@@ -157,7 +177,10 @@ function startLocalAgent(serverUrl: string, name: string): Agent {
 async function exitWithin(agent: Agent, ms: number): Promise<{ code: number | null; at: number }> {
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`the agent did not exit within ${ms} ms; its log:\n${agent.log()}`)), ms);
+    timer = setTimeout(
+      () => reject(new Error(`the agent did not exit within ${ms} ms; its log:\n${agent.log()}`)),
+      ms,
+    );
   });
   try {
     return await Promise.race([agent.exited, late]);
@@ -167,8 +190,14 @@ async function exitWithin(agent: Agent, ms: number): Promise<{ code: number | nu
 }
 
 /** a task whose config step prints `started`, sleeps, prints `finished` */
-async function runningTask(server: FakeServer, marker: string, seconds: number): Promise<{ spec: TaskSpec; task: FakeTask }> {
-  const spec = taskSpec([runStep(`echo started; sleep ${seconds}.${marker}; echo finished`, { name: 'Slow' })]);
+async function runningTask(
+  server: FakeServer,
+  marker: string,
+  seconds: number,
+): Promise<{ spec: TaskSpec; task: FakeTask }> {
+  const spec = taskSpec([
+    runStep(`echo started; sleep ${seconds}.${marker}; echo finished`, { name: 'Slow' }),
+  ]);
   server.queue.push(spec);
   const task = await waitFor(() => {
     const t = server.tasks.get(spec.taskId);
@@ -234,14 +263,35 @@ describe('torus agent --local whose server goes away mid-task', { timeout: 40_00
       } else console.log(agent.pid);
       setInterval(() => undefined, 1000);
     `;
-    const args = [ENTRY, 'agent', '--server', server.url, '--resource-class', 'machine:medium', '--sandbox', 'auto', '--name', 'killed', '--work-dir', path.join(workRoot, 'killed'), '--local'];
+    const args = [
+      ENTRY,
+      'agent',
+      '--server',
+      server.url,
+      '--resource-class',
+      'machine:medium',
+      '--sandbox',
+      'auto',
+      '--name',
+      'killed',
+      '--work-dir',
+      path.join(workRoot, 'killed'),
+      '--local',
+    ];
     const env = { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_AGENT_TOKEN: TOKEN };
-    const parent = spawn(process.execPath, ['-e', launcher, JSON.stringify(args), JSON.stringify(env), leak ? 'leak' : ''], {
-      stdio: ['ignore', 'pipe', 'inherit'],
-    });
+    const parent = spawn(
+      process.execPath,
+      ['-e', launcher, JSON.stringify(args), JSON.stringify(env), leak ? 'leak' : ''],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    );
     let pidText = '';
     parent.stdout?.on('data', (b: Buffer) => (pidText += String(b)));
-    const [agentPid, holderPid] = await waitFor(() => (pidText.includes('\n') ? pidText.trim().split(' ').map(Number) : undefined), 10_000);
+    const [agentPid, holderPid] = await waitFor(
+      () => (pidText.includes('\n') ? pidText.trim().split(' ').map(Number) : undefined),
+      10_000,
+    );
     if (agentPid === undefined) throw new Error(`no agent pid in ${pidText}`);
     const alive = () => {
       try {

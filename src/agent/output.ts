@@ -18,7 +18,9 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
 
 /** secrets worth masking, longest first so a secret containing another is masked whole */
 export function maskableSecrets(secrets: readonly string[]): string[] {
-  return [...new Set(secrets.filter((s) => s.length >= MIN_SECRET_LENGTH))].sort((a, b) => b.length - a.length);
+  return [...new Set(secrets.filter((s) => s.length >= MIN_SECRET_LENGTH))].sort(
+    (a, b) => b.length - a.length,
+  );
 }
 
 /**

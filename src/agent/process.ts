@@ -132,7 +132,15 @@ export function startStepProcess(opts: StartOptions): StepProcess {
       if (ending) return { kind: ending };
       if (exit?.code !== null && exit?.code !== undefined) return { kind: 'exited', exitCode: exit.code };
       // killed by a signal nobody here sent: report it the way a shell does (128 + signal number)
-      const signals: Record<string, number> = { SIGHUP: 1, SIGINT: 2, SIGQUIT: 3, SIGKILL: 9, SIGSEGV: 11, SIGPIPE: 13, SIGTERM: 15 };
+      const signals: Record<string, number> = {
+        SIGHUP: 1,
+        SIGINT: 2,
+        SIGQUIT: 3,
+        SIGKILL: 9,
+        SIGSEGV: 11,
+        SIGPIPE: 13,
+        SIGTERM: 15,
+      };
       return { kind: 'exited', exitCode: 128 + (signals[exit?.signal ?? ''] ?? 0) };
     };
     child.once('error', (err) => finish({ kind: 'spawn_error', message: err.message }));

@@ -19,10 +19,14 @@ let bwrapWorks: boolean | undefined;
 
 function probeBwrap(): boolean {
   if (bwrapWorks === undefined) {
-    const r = spawnSync('bwrap', ['--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev', '--unshare-pid', 'true'], {
-      stdio: 'ignore',
-      timeout: 10_000,
-    });
+    const r = spawnSync(
+      'bwrap',
+      ['--ro-bind', '/', '/', '--proc', '/proc', '--dev', '/dev', '--unshare-pid', 'true'],
+      {
+        stdio: 'ignore',
+        timeout: 10_000,
+      },
+    );
     bwrapWorks = r.status === 0;
   }
   return bwrapWorks;
@@ -78,7 +82,13 @@ function resolvConfTarget(): string | null {
  * `--clearenv` drops whatever bwrap itself inherited; the job sees exactly `env`.
  */
 export function bwrapOptions(mounts: SandboxMounts, cwd: string, env: Record<string, string>): string[] {
-  const args = ['--die-with-parent', '--unshare-pid', '--unshare-ipc', '--unshare-uts', '--unshare-cgroup-try'];
+  const args = [
+    '--die-with-parent',
+    '--unshare-pid',
+    '--unshare-ipc',
+    '--unshare-uts',
+    '--unshare-cgroup-try',
+  ];
   for (const dir of SYSTEM_DIRS) {
     if (!existsSync(dir)) continue;
     if (lstatSync(dir).isSymbolicLink()) args.push('--symlink', readlinkSync(dir), dir);
@@ -93,7 +103,8 @@ export function bwrapOptions(mounts: SandboxMounts, cwd: string, env: Record<str
   for (const p of mounts.readOnly) args.push('--ro-bind', p, p);
   args.push('--clearenv');
   for (const [name, value] of Object.entries(env)) {
-    if (name && !name.includes('=') && !name.includes('\0')) args.push('--setenv', name, value.replace(/\0/g, ''));
+    if (name && !name.includes('=') && !name.includes('\0'))
+      args.push('--setenv', name, value.replace(/\0/g, ''));
   }
   args.push('--chdir', cwd);
   return args;

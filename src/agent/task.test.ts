@@ -51,45 +51,70 @@ describe('runTask', () => {
     );
     const { sink, result } = await run(spec);
     expect(result).toEqual({ status: 'success' });
-    expect(sink.order).toEqual(['start 0', 'end 0', 'start 1', 'end 1', 'start 2', 'end 2', 'start 3', 'end 3', 'start 4', 'end 4', 'start 5', 'end 5']);
+    expect(sink.order).toEqual([
+      'start 0',
+      'end 0',
+      'start 1',
+      'end 1',
+      'start 2',
+      'end 2',
+      'start 3',
+      'end 3',
+      'start 4',
+      'end 4',
+      'start 5',
+      'end 5',
+    ]);
     expect(sink.step(0).name).toBe('Spin up environment');
     expect(sink.step(0).out).toContain('Resource class: machine:medium');
     expect(sink.step(1).name).toBe('Preparing environment variables');
     expect(sink.step(1).out).toContain('  CIRCLE_JOB\n');
     expect(sink.step(1).out).not.toContain('true');
     const checkout = sink.step(2);
-    expect(checkout).toMatchObject({ name: 'Checkout code', type: 'checkout', status: 'success', exitCode: 0 });
+    expect(checkout).toMatchObject({
+      name: 'Checkout code',
+      type: 'checkout',
+      status: 'success',
+      exitCode: 0,
+    });
     expect(checkout.out).toContain(`HEAD is now at ${repo.first.slice(0, 7)} first commit`);
     const [version, sha, branch, pwd] = sink.step(3).out.trim().split('\n');
     expect(version).toBe('v1');
     expect(sha).toBe(repo.first);
     expect(branch).toBe('main');
     expect(pwd).toMatch(new RegExp(`/${spec.taskId}/home/project$`));
-    expect(sink.step(4)).toMatchObject({ name: 'Count', out: 'line 1\nline 2\nline 3\nline 4\nline 5\n', err: 'to-stderr\n' });
+    expect(sink.step(4)).toMatchObject({
+      name: 'Count',
+      out: 'line 1\nline 2\nline 3\nline 4\nline 5\n',
+      err: 'to-stderr\n',
+    });
     expect(sink.step(5).out).toMatch(/^shell=\S+ greeting=hello\n.*\/home\/project\/sub\n$/);
     // the task directory is gone afterwards
     expect(existsSync(path.join(workRoot, spec.taskId))).toBe(false);
   });
 
-  it.runIf(hasGit)('checks out a tag from a plain path into `path`, and refuses a non-empty directory', async () => {
-    git(path.join(base, 'repo'), 'tag', 'v1.0', repo.first);
-    const { sink, result } = await run(
-      taskSpec(
-        [
-          { type: 'checkout', name: 'Checkout code', path: 'code', when: 'on_success' },
-          runStep('cd code && cat version.txt && git describe --tags'),
-          runStep('mkdir -p ../other && touch ../other/junk'),
-          { type: 'checkout', name: 'Again', path: '../other', when: 'on_success' },
-        ],
-        { checkout: { repoUrl: path.join(base, 'repo'), revision: repo.first, tag: 'v1.0' } },
-      ),
-    );
-    expect(sink.step(2).out).toContain('Checking out tag');
-    expect(sink.step(3).out).toBe('v1\nv1.0\n');
-    expect(result.status).toBe('failed');
-    expect(sink.step(5).status).toBe('failed');
-    expect(sink.step(5).err).toMatch(/you are trying to checkout to is not empty and not a git repository/);
-  });
+  it.runIf(hasGit)(
+    'checks out a tag from a plain path into `path`, and refuses a non-empty directory',
+    async () => {
+      git(path.join(base, 'repo'), 'tag', 'v1.0', repo.first);
+      const { sink, result } = await run(
+        taskSpec(
+          [
+            { type: 'checkout', name: 'Checkout code', path: 'code', when: 'on_success' },
+            runStep('cd code && cat version.txt && git describe --tags'),
+            runStep('mkdir -p ../other && touch ../other/junk'),
+            { type: 'checkout', name: 'Again', path: '../other', when: 'on_success' },
+          ],
+          { checkout: { repoUrl: path.join(base, 'repo'), revision: repo.first, tag: 'v1.0' } },
+        ),
+      );
+      expect(sink.step(2).out).toContain('Checking out tag');
+      expect(sink.step(3).out).toBe('v1\nv1.0\n');
+      expect(result.status).toBe('failed');
+      expect(sink.step(5).status).toBe('failed');
+      expect(sink.step(5).err).toMatch(/you are trying to checkout to is not empty and not a git repository/);
+    },
+  );
 
   it('fails on a failing command, skips on_success steps and runs always/on_fail ones', async () => {
     const steps: Step[] = [
@@ -110,22 +135,35 @@ describe('runTask', () => {
 
   it('skips on_fail steps when nothing failed; pipefail is on by default', async () => {
     const { sink, result } = await run(
-      taskSpec([runStep('echo ok'), runStep('echo never', { when: 'on_fail' }), runStep('false | cat; echo unreachable')]),
+      taskSpec([
+        runStep('echo ok'),
+        runStep('echo never', { when: 'on_fail' }),
+        runStep('false | cat; echo unreachable'),
+      ]),
     );
     expect(result.status).toBe('failed');
     expect(sink.steps.has(3)).toBe(false);
-    expect(sink.step(4)).toMatchObject({ status: 'failed', exitCode: 1, out: '\nExited with code exit status 1\n' });
+    expect(sink.step(4)).toMatchObject({
+      status: 'failed',
+      exitCode: 1,
+      out: '\nExited with code exit status 1\n',
+    });
   });
 
   it('times out a step with no output and kills it', async () => {
     const started = Date.now();
     const { sink, result } = await run(
-      taskSpec([runStep('echo start; sleep 41.337', { noOutputTimeoutMs: 300 }), runStep('echo after', { when: 'always' })]),
+      taskSpec([
+        runStep('echo start; sleep 41.337', { noOutputTimeoutMs: 300 }),
+        runStep('echo after', { when: 'always' }),
+      ]),
     );
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(result.status).toBe('timedout');
     expect(sink.step(2)).toMatchObject({ status: 'timedout', exitCode: null });
-    expect(sink.step(2).out).toBe('start\n\nToo long with no output (exceeded 300ms): context deadline exceeded\n');
+    expect(sink.step(2).out).toBe(
+      'start\n\nToo long with no output (exceeded 300ms): context deadline exceeded\n',
+    );
     expect(sink.step(3).out).toBe('after\n');
     await waitFor(() => processesMatching('sleep 41.337').length === 0, 3_000);
   });
@@ -134,13 +172,21 @@ describe('runTask', () => {
     const started = Date.now();
     const { sink, result } = await run(
       taskSpec([
-        runStep('echo bg-start; sleep 0.2; echo ready > "$HOME/flag"; sleep 42.337', { background: true, name: 'Server' }),
+        runStep('echo bg-start; sleep 0.2; echo ready > "$HOME/flag"; sleep 42.337', {
+          background: true,
+          name: 'Server',
+        }),
         runStep('for i in $(seq 100); do [ -f "$HOME/flag" ] && break; sleep 0.05; done; cat "$HOME/flag"'),
       ]),
     );
     expect(result.status).toBe('success');
     expect(Date.now() - started).toBeLessThan(10_000);
-    expect(sink.step(2)).toMatchObject({ name: 'Server', background: true, status: 'success', exitCode: null });
+    expect(sink.step(2)).toMatchObject({
+      name: 'Server',
+      background: true,
+      status: 'success',
+      exitCode: null,
+    });
     expect(sink.step(2).out).toContain('bg-start\n');
     expect(sink.step(2).out).toContain('Background step stopped at the end of the job');
     expect(sink.step(3).out).toBe('ready\n');
@@ -151,7 +197,10 @@ describe('runTask', () => {
 
   it('a failing background step fails the job', async () => {
     const { sink, result } = await run(
-      taskSpec([runStep('exit 4', { background: true }), runStep('sleep 0.5; echo later', { when: 'always' })]),
+      taskSpec([
+        runStep('exit 4', { background: true }),
+        runStep('sleep 0.5; echo later', { when: 'always' }),
+      ]),
     );
     expect(result.status).toBe('failed');
     expect(sink.step(2)).toMatchObject({ status: 'failed', exitCode: 4 });
@@ -160,35 +209,51 @@ describe('runTask', () => {
   it.each([
     ['auto', '43.337'],
     ['none', '43.338'],
-  ] as const)('cancels on abort (sandbox %s): the step is canceled, nothing else runs, the processes are gone', async (sandbox, marker) => {
-    const ac = new AbortController();
-    const sink = new MemorySink();
-    const spec = taskSpec([runStep(`echo started; (sleep ${marker}; echo child) & sleep ${marker}`), runStep('echo nope', { when: 'always' })]);
-    const done = runTask(spec, sink, options({ signal: ac.signal, sandbox }));
-    await sink.waitForOutput('started');
-    await waitFor(() => processesMatching(`sleep ${marker}`).length === 2, 3_000);
-    ac.abort();
-    const result = await done;
-    expect(result.status).toBe('canceled');
-    expect(sink.step(2)).toMatchObject({ status: 'canceled', exitCode: null });
-    expect(sink.steps.has(3)).toBe(false);
-    await waitFor(() => processesMatching(`sleep ${marker}`).length === 0, 3_000);
-    expect(existsSync(path.join(workRoot, spec.taskId))).toBe(false);
-  });
+  ] as const)(
+    'cancels on abort (sandbox %s): the step is canceled, nothing else runs, the processes are gone',
+    async (sandbox, marker) => {
+      const ac = new AbortController();
+      const sink = new MemorySink();
+      const spec = taskSpec([
+        runStep(`echo started; (sleep ${marker}; echo child) & sleep ${marker}`),
+        runStep('echo nope', { when: 'always' }),
+      ]);
+      const done = runTask(spec, sink, options({ signal: ac.signal, sandbox }));
+      await sink.waitForOutput('started');
+      await waitFor(() => processesMatching(`sleep ${marker}`).length === 2, 3_000);
+      ac.abort();
+      const result = await done;
+      expect(result.status).toBe('canceled');
+      expect(sink.step(2)).toMatchObject({ status: 'canceled', exitCode: null });
+      expect(sink.steps.has(3)).toBe(false);
+      await waitFor(() => processesMatching(`sleep ${marker}`).length === 0, 3_000);
+      expect(existsSync(path.join(workRoot, spec.taskId))).toBe(false);
+    },
+  );
 
   it('reruns a failing step up to max_auto_reruns times', async () => {
-    const flaky = 'n=$(cat "$HOME/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$HOME/count"; echo "attempt $n"; [ $n -ge 3 ]';
-    const { sink, result } = await run(taskSpec([runStep(flaky, { maxAutoReruns: 3, autoRerunDelayMs: 50 })]));
+    const flaky =
+      'n=$(cat "$HOME/count" 2>/dev/null || echo 0); n=$((n+1)); echo $n > "$HOME/count"; echo "attempt $n"; [ $n -ge 3 ]';
+    const { sink, result } = await run(
+      taskSpec([runStep(flaky, { maxAutoReruns: 3, autoRerunDelayMs: 50 })]),
+    );
     expect(result.status).toBe('success');
     expect(sink.step(2).status).toBe('success');
-    expect(sink.step(2).out).toContain('attempt 1\n\nExited with code exit status 1\n\nRerunning the step (attempt 2 of 4) after 50ms\n');
+    expect(sink.step(2).out).toContain(
+      'attempt 1\n\nExited with code exit status 1\n\nRerunning the step (attempt 2 of 4) after 50ms\n',
+    );
     expect(sink.step(2).out).toMatch(/attempt 3\n$/);
     const never = await run(taskSpec([runStep('exit 9', { maxAutoReruns: 1 })]));
     expect(never.sink.step(2)).toMatchObject({ status: 'failed', exitCode: 9 });
   });
 
   it('carries exports through BASH_ENV from one step to the next', async () => {
-    const { sink } = await run(taskSpec([runStep(`echo 'export FROM_EARLIER=yes' >> "$BASH_ENV"`), runStep('echo "got $FROM_EARLIER"')]));
+    const { sink } = await run(
+      taskSpec([
+        runStep(`echo 'export FROM_EARLIER=yes' >> "$BASH_ENV"`),
+        runStep('echo "got $FROM_EARLIER"'),
+      ]),
+    );
     expect(sink.step(3).out).toBe('got yes\n');
   });
 
@@ -200,14 +265,18 @@ describe('runTask', () => {
     const [lineB, lsB] = b.sink.step(2).out.split('\n');
     const homeA = path.join(workRoot, 'home-a', 'home');
     expect(lineA).toBe(`${homeA}|${homeA}/project|${homeA}/project`);
-    expect(lineB).toBe(`${path.join(workRoot, 'home-b', 'home')}|${path.join(workRoot, 'home-b', 'home')}/project|${path.join(workRoot, 'home-b', 'home')}/project`);
+    expect(lineB).toBe(
+      `${path.join(workRoot, 'home-b', 'home')}|${path.join(workRoot, 'home-b', 'home')}/project|${path.join(workRoot, 'home-b', 'home')}/project`,
+    );
     expect(lsA).toBe('project');
     expect(lsB).toBe('project');
   });
 
   it('fails unsupported steps naming them, and refuses docker executors', async () => {
     const { sink, result } = await run(
-      taskSpec([{ type: 'save_cache', name: 'Saving cache', when: 'on_success', args: { key: 'k', paths: ['x'] } }]),
+      taskSpec([
+        { type: 'save_cache', name: 'Saving cache', when: 'on_success', args: { key: 'k', paths: ['x'] } },
+      ]),
     );
     expect(result.status).toBe('failed');
     expect(sink.step(2)).toMatchObject({ type: 'save_cache', status: 'failed', exitCode: null });
@@ -230,7 +299,9 @@ describe('runTask', () => {
 
   it('runs deploy steps like run steps', async () => {
     const { sink, result } = await run(
-      taskSpec([{ type: 'deploy', name: 'Ship', when: 'on_success', args: { command: 'echo shipped; exit 5' } }]),
+      taskSpec([
+        { type: 'deploy', name: 'Ship', when: 'on_success', args: { command: 'echo shipped; exit 5' } },
+      ]),
     );
     expect(result.status).toBe('failed');
     expect(sink.step(2)).toMatchObject({ type: 'deploy', status: 'failed', exitCode: 5 });
@@ -249,7 +320,10 @@ describe('runTask', () => {
             runStep(`ls ${secretDir}`, { name: 'peek' }),
             runStep('env', { name: 'env', when: 'always' }),
             runStep('touch /usr/torus-sandbox-probe', { name: 'write usr', when: 'always' }),
-            runStep('echo hi > /tmp/x && cat /tmp/x && touch "$HOME/ok" && echo $$', { name: 'writable', when: 'always' }),
+            runStep('echo hi > /tmp/x && cat /tmp/x && touch "$HOME/ok" && echo $$', {
+              name: 'writable',
+              when: 'always',
+            }),
           ]),
         );
         expect(result.status).toBe('failed');
@@ -272,7 +346,9 @@ describe('runTask', () => {
       const ac = new AbortController();
       const sink = new MemorySink();
       const done = runTask(
-        taskSpec([runStep('echo "$VALUE" | wc -c; sleep 46.337')], { environment: { VALUE: 'topsecret-in-env-xyz' } }),
+        taskSpec([runStep('echo "$VALUE" | wc -c; sleep 46.337')], {
+          environment: { VALUE: 'topsecret-in-env-xyz' },
+        }),
         sink,
         options({ signal: ac.signal }),
       );

@@ -25,7 +25,10 @@ export type FinalStepStatus = Exclude<StepStatus, 'running'>;
 
 /** Where a running task reports; the HTTP client implements it. */
 export interface TaskSink {
-  stepStart(index: number, info: { name: string; type: string; background: boolean; startedAt: Date }): Promise<void>;
+  stepStart(
+    index: number,
+    info: { name: string; type: string; background: boolean; startedAt: Date },
+  ): Promise<void>;
   /** buffered by the sink */
   output(index: number, stream: 'out' | 'err', data: string): void;
   stepEnd(index: number, status: FinalStepStatus, exitCode: number | null): Promise<void>;
@@ -303,7 +306,8 @@ function unsupportedExecutor(spec: TaskSpec): string | null {
 
 function executorLabel(spec: TaskSpec): string {
   const e = spec.executor;
-  if (e.type === 'machine') return `machine${e.image ? ` (image ${e.image}, run on the host executor)` : ' (host executor)'}`;
+  if (e.type === 'machine')
+    return `machine${e.image ? ` (image ${e.image}, run on the host executor)` : ' (host executor)'}`;
   return `${e.type === 'none' ? 'self-hosted runner' : e.type} (host executor)`;
 }
 
@@ -324,7 +328,12 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
   const refused = unsupportedExecutor(spec);
   if (refused) return { status: 'infrastructure_fail', message: refused };
 
-  await sink.stepStart(0, { name: 'Spin up environment', type: 'spin_up', background: false, startedAt: new Date() });
+  await sink.stepStart(0, {
+    name: 'Spin up environment',
+    type: 'spin_up',
+    background: false,
+    startedAt: new Date(),
+  });
   let layout: TaskLayout | undefined;
   let run: TaskRun | undefined;
   try {
@@ -361,7 +370,14 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
       background: false,
       startedAt: new Date(),
     });
-    sink.output(1, 'out', `Using environment variables:\n${Object.keys(env).sort().map((k) => `  ${k}\n`).join('')}`);
+    sink.output(
+      1,
+      'out',
+      `Using environment variables:\n${Object.keys(env)
+        .sort()
+        .map((k) => `  ${k}\n`)
+        .join('')}`,
+    );
     await sink.stepEnd(1, 'success', 0);
 
     run = new TaskRun(spec, sink, layout, env, opts.signal);

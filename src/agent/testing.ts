@@ -63,7 +63,10 @@ export function taskSpec(steps: Step[], overrides: Partial<TaskSpec> = {}): Task
   };
 }
 
-export function runStep(command: string, extra: Partial<Extract<Step, { type: 'run'; command: string }>> = {}): Step {
+export function runStep(
+  command: string,
+  extra: Partial<Extract<Step, { type: 'run'; command: string }>> = {},
+): Step {
   return {
     type: 'run',
     name: extra.name ?? command,
@@ -91,8 +94,17 @@ export class MemorySink implements TaskSink {
   readonly order: string[] = [];
   private readonly listeners: (() => void)[] = [];
 
-  stepStart(index: number, info: { name: string; type: string; background: boolean; startedAt: Date }): Promise<void> {
-    this.steps.set(index, { name: info.name, type: info.type, background: info.background, out: '', err: '' });
+  stepStart(
+    index: number,
+    info: { name: string; type: string; background: boolean; startedAt: Date },
+  ): Promise<void> {
+    this.steps.set(index, {
+      name: info.name,
+      type: info.type,
+      background: info.background,
+      out: '',
+      err: '',
+    });
     this.order.push(`start ${index}`);
     return Promise.resolve();
   }

@@ -103,14 +103,12 @@ export function compileRoutes(deps: CompileRoutesDeps): FastifyPluginAsync {
         pipelineParameters: params.parameters,
         orbResolver: deps.orbResolver,
       });
-      return reply
-        .status(200)
-        .send({
-          valid: result.valid,
-          'source-yaml': result.sourceYaml,
-          'output-yaml': result.outputYaml,
-          errors: result.errors,
-        });
+      return reply.status(200).send({
+        valid: result.valid,
+        'source-yaml': result.sourceYaml,
+        'output-yaml': result.outputYaml,
+        errors: result.errors,
+      });
     });
 
     app.post(GRAPHQL_PATH, async (req: FastifyRequest, reply: FastifyReply) => {
@@ -118,12 +116,10 @@ export function compileRoutes(deps: CompileRoutesDeps): FastifyPluginAsync {
       const user = await signedInUser(req, deps);
       if (user === 'invalid') {
         // 200 with errors: the CLI reports any other status as "failure calling GraphQL API"
-        return reply
-          .status(200)
-          .send({
-            data: null,
-            errors: [{ message: 'Invalid token provided.', extensions: { code: 'UNAUTHENTICATED' } }],
-          });
+        return reply.status(200).send({
+          data: null,
+          errors: [{ message: 'Invalid token provided.', extensions: { code: 'UNAUTHENTICATED' } }],
+        });
       }
       const context: GraphQLContext = { viewer: user, orbResolver: deps.orbResolver };
       return reply.status(200).send(await runGraphQL(torusSchema(), body, context));

@@ -71,17 +71,26 @@ export function pageOf(req: FastifyRequest, limit = PAGE_SIZE): Page {
     offset = undefined; // reported below as an invalid token
   }
   if (typeof offset !== 'number' || !Number.isInteger(offset) || offset < 0) {
-    throw new TorusError('TORUS_E_BAD_REQUEST', 'page-token is not valid: pass the next_page_token of a previous response');
+    throw new TorusError(
+      'TORUS_E_BAD_REQUEST',
+      'page-token is not valid: pass the next_page_token of a previous response',
+    );
   }
   return { offset, limit };
 }
 
 /** Rows were fetched with LIMIT page.limit + 1: the extra row says there is a next page. */
-export function paginate<R, T>(rows: R[], page: Page, map: (r: R) => T): { items: T[]; next_page_token: string | null } {
+export function paginate<R, T>(
+  rows: R[],
+  page: Page,
+  map: (r: R) => T,
+): { items: T[]; next_page_token: string | null } {
   const more = rows.length > page.limit;
   return {
     items: rows.slice(0, page.limit).map(map),
-    next_page_token: more ? Buffer.from(JSON.stringify({ o: page.offset + page.limit })).toString('base64url') : null,
+    next_page_token: more
+      ? Buffer.from(JSON.stringify({ o: page.offset + page.limit })).toString('base64url')
+      : null,
   };
 }
 
@@ -90,14 +99,16 @@ export function paginate<R, T>(rows: R[], page: Page, map: (r: R) => T): { items
 export function queryString(req: FastifyRequest, name: string): string | undefined {
   const v = (req.query as Record<string, unknown>)[name];
   if (v === undefined || v === '') return undefined;
-  if (typeof v !== 'string') throw new TorusError('TORUS_E_BAD_REQUEST', `query parameter ${name} must be given once`);
+  if (typeof v !== 'string')
+    throw new TorusError('TORUS_E_BAD_REQUEST', `query parameter ${name} must be given once`);
   return v;
 }
 
 export function bodyObject(req: FastifyRequest): Record<string, unknown> {
   const b = req.body;
   if (b === undefined || b === null) return {};
-  if (typeof b !== 'object' || Array.isArray(b)) throw new TorusError('TORUS_E_BAD_REQUEST', 'the request body must be a JSON object');
+  if (typeof b !== 'object' || Array.isArray(b))
+    throw new TorusError('TORUS_E_BAD_REQUEST', 'the request body must be a JSON object');
   return b as Record<string, unknown>;
 }
 
@@ -116,7 +127,8 @@ export function optionalBoolean(body: Record<string, unknown>, key: string): boo
 }
 
 export function positiveInt(raw: string, what: string): number {
-  if (!/^\d{1,9}$/.test(raw) || Number(raw) < 1) throw new TorusError('TORUS_E_NOT_FOUND', `${what} ${JSON.stringify(raw)} not found`);
+  if (!/^\d{1,9}$/.test(raw) || Number(raw) < 1)
+    throw new TorusError('TORUS_E_NOT_FOUND', `${what} ${JSON.stringify(raw)} not found`);
   return Number(raw);
 }
 

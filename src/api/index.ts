@@ -1,7 +1,12 @@
 // The HTTP API: CircleCI's REST API v2 (the implemented subset, in CircleCI's shapes), the v1.1
 // job endpoint and step output, live output as Server-Sent Events, Torus' admin extensions,
 // /api/v2/openapi.json, health probes, and the agent protocol routes (agent-routes.ts).
-import Fastify, { LogController, type FastifyError, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, {
+  LogController,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyRequest,
+} from 'fastify';
 import type { Accounts } from '../accounts/index.js';
 import type { PipelineEngine } from '../pipelines/index.js';
 import { AGENT_API_PREFIX, type Scheduler } from '../scheduler/index.js';
@@ -40,7 +45,11 @@ export function decodeSlugSlashes(url: string): string {
 }
 
 /** Parses JSON bodies; an empty body is no body, malformed JSON a 400 that says what is wrong. */
-function parseJsonBody(_req: FastifyRequest, body: string, done: (err: Error | null, value?: unknown) => void): void {
+function parseJsonBody(
+  _req: FastifyRequest,
+  body: string,
+  done: (err: Error | null, value?: unknown) => void,
+): void {
   if (body.trim() === '') {
     done(null, undefined);
     return;
@@ -48,7 +57,9 @@ function parseJsonBody(_req: FastifyRequest, body: string, done: (err: Error | n
   try {
     done(null, JSON.parse(body));
   } catch (err) {
-    done(new TorusError('TORUS_E_BAD_REQUEST', `The request body is not valid JSON: ${(err as Error).message}`));
+    done(
+      new TorusError('TORUS_E_BAD_REQUEST', `The request body is not valid JSON: ${(err as Error).message}`),
+    );
   }
 }
 
@@ -75,19 +86,28 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   app.setErrorHandler((err: FastifyError | TorusError | Error, req, reply) => {
     if (isTorusError(err)) {
       if (err.status >= 500) req.log.error({ err }, 'request failed');
-      return reply.status(err.status).send({ message: err.hint ? `${err.message} (${err.hint})` : err.message });
+      return reply
+        .status(err.status)
+        .send({ message: err.hint ? `${err.message} (${err.hint})` : err.message });
     }
     const status = (err as FastifyError).statusCode;
     if (typeof status === 'number' && status >= 400 && status < 500) {
       return reply.status(status).send({ message: err.message });
     }
     req.log.error({ err, url: req.url, method: req.method }, 'request failed');
-    return reply.status(500).send({ message: `Internal server error (request ${req.id}); the server log has the details.` });
+    return reply
+      .status(500)
+      .send({ message: `Internal server error (request ${req.id}); the server log has the details.` });
   });
-  app.setNotFoundHandler((req, reply) => reply.status(404).send({ message: `Not found: ${req.method} ${req.url.split('?')[0]}` }));
+  app.setNotFoundHandler((req, reply) =>
+    reply.status(404).send({ message: `Not found: ${req.method} ${req.url.split('?')[0]}` }),
+  );
 
   app.addHook('onResponse', async (req, reply) => {
-    req.log.debug({ method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: reply.elapsedTime }, 'request');
+    req.log.debug(
+      { method: req.method, url: req.url.split('?')[0], status: reply.statusCode, ms: reply.elapsedTime },
+      'request',
+    );
   });
 
   // ---- public ----

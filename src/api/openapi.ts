@@ -50,7 +50,8 @@ function resolvePointer(doc: JsonObject, ref: string): Json {
   let cur: Json = doc;
   for (const raw of ref.slice(2).split('/')) {
     const key = raw.replace(/~1/g, '/').replace(/~0/g, '~');
-    if (!cur || typeof cur !== 'object' || Array.isArray(cur) || !(key in cur)) throw new Error(`unresolvable $ref ${ref}`);
+    if (!cur || typeof cur !== 'object' || Array.isArray(cur) || !(key in cur))
+      throw new Error(`unresolvable $ref ${ref}`);
     cur = cur[key]!;
   }
   return cur;
@@ -67,7 +68,8 @@ export function extractSubset(reference: JsonObject): JsonObject {
     for (const [k, v] of Object.entries(item)) {
       if (!METHODS.has(k) || methods.includes(k)) out[k] = v;
     }
-    for (const m of methods) if (!out[m]) throw new Error(`the reference spec has no ${m.toUpperCase()} ${path}`);
+    for (const m of methods)
+      if (!out[m]) throw new Error(`the reference spec has no ${m.toUpperCase()} ${path}`);
     paths[path] = out;
   }
   const components: { [k: string]: JsonObject } = {};
@@ -81,7 +83,8 @@ export function extractSubset(reference: JsonObject): JsonObject {
     seen.add(ref);
     const target = resolvePointer(reference, ref);
     const parts = ref.split('/');
-    if (parts.length !== 4 || parts[1] !== 'components') throw new Error(`unexpected $ref outside components: ${ref}`);
+    if (parts.length !== 4 || parts[1] !== 'components')
+      throw new Error(`unexpected $ref outside components: ${ref}`);
     (components[parts[2]!] ??= {})[parts[3]!.replace(/~1/g, '/').replace(/~0/g, '~')] = target;
     const more = new Set<string>();
     collectRefs(target, more);
@@ -125,17 +128,29 @@ export const TORUS_EXTENSIONS: JsonObject = {
     get: ext("List a user's API tokens ('me' for yourself).", ok('Tokens.')),
     post: ext("Create an API token ('me' for yourself).", ok('The token, shown once.')),
   },
-  '/torus/users/{login}/tokens/{id}': { delete: ext('Revoke an API token.', ok('A confirmation message.', message)) },
-  '/torus/orgs': { get: ext('List organizations.', ok('Organizations.')), post: ext('Create an organization (admins).', ok('The organization.')) },
+  '/torus/users/{login}/tokens/{id}': {
+    delete: ext('Revoke an API token.', ok('A confirmation message.', message)),
+  },
+  '/torus/orgs': {
+    get: ext('List organizations.', ok('Organizations.')),
+    post: ext('Create an organization (admins).', ok('The organization.')),
+  },
   '/torus/orgs/{org}/members': {
     get: ext('List the members of an organization.', ok('Members.')),
     post: ext('Add a member (organization admins).', ok('The member.')),
   },
-  '/torus/orgs/{org}/members/{login}': { delete: ext('Remove a member (organization admins).', ok('A confirmation message.', message)) },
-  '/torus/agent-tokens': { post: ext('Create an agent token for a resource class (admins).', ok('The token, shown once.')) },
+  '/torus/orgs/{org}/members/{login}': {
+    delete: ext('Remove a member (organization admins).', ok('A confirmation message.', message)),
+  },
+  '/torus/agent-tokens': {
+    post: ext('Create an agent token for a resource class (admins).', ok('The token, shown once.')),
+  },
   '/torus/pipeline/{pipeline-id}/events': {
     get: ext('Server-Sent Events: a `pipeline` event with the pipeline and its workflows at every change.', {
-      '200': { description: 'An event stream.', content: { 'text/event-stream': { schema: { type: 'string' } } } },
+      '200': {
+        description: 'An event stream.',
+        content: { 'text/event-stream': { schema: { type: 'string' } } },
+      },
     }),
   },
   '/project/{project-slug}/job/{job-number}/output': {
@@ -144,7 +159,10 @@ export const TORUS_EXTENSIONS: JsonObject = {
       {
         '200': {
           description: 'The output so far, or an event stream.',
-          content: { 'application/json': { schema: { type: 'object' } }, 'text/event-stream': { schema: { type: 'string' } } },
+          content: {
+            'application/json': { schema: { type: 'object' } },
+            'text/event-stream': { schema: { type: 'string' } },
+          },
         },
       },
     ),
@@ -156,10 +174,16 @@ let served: JsonObject | undefined;
 /** The document served at /api/v2/openapi.json. */
 export function servedSpec(): JsonObject {
   if (!served) {
-    const subset = JSON.parse(readFileSync(new URL('./openapi-subset.json', import.meta.url), 'utf8')) as JsonObject;
+    const subset = JSON.parse(
+      readFileSync(new URL('./openapi-subset.json', import.meta.url), 'utf8'),
+    ) as JsonObject;
     served = {
       ...subset,
-      info: { ...(subset.info as JsonObject), title: 'Torus API (CircleCI API v2 compatible)', 'x-upstream-title': (subset.info as JsonObject).title ?? null },
+      info: {
+        ...(subset.info as JsonObject),
+        title: 'Torus API (CircleCI API v2 compatible)',
+        'x-upstream-title': (subset.info as JsonObject).title ?? null,
+      },
       servers: [{ url: '/api/v2' }],
       paths: { ...(subset.paths as JsonObject), ...TORUS_EXTENSIONS },
     };

@@ -34,7 +34,11 @@ export async function canAccessOrg(db: Queryable, user: User, orgId: string): Pr
   return r.rows.length > 0;
 }
 
-async function visible<T extends { org_id: string }>(db: Queryable, user: User, row: T | undefined): Promise<T | null> {
+async function visible<T extends { org_id: string }>(
+  db: Queryable,
+  user: User,
+  row: T | undefined,
+): Promise<T | null> {
   if (!row) return null;
   return (await canAccessOrg(db, user, row.org_id)) ? row : null;
 }
@@ -42,7 +46,8 @@ async function visible<T extends { org_id: string }>(db: Queryable, user: User, 
 export async function findProject(db: Queryable, user: User, slug: string): Promise<ProjectRecord> {
   const parts = slug.split('/');
   const candidates = [slug];
-  if (parts.length === 3 && VCS_ALIASES.has(parts[0]!.toLowerCase())) candidates.push(`circleci/${parts[1]}/${parts[2]}`);
+  if (parts.length === 3 && VCS_ALIASES.has(parts[0]!.toLowerCase()))
+    candidates.push(`circleci/${parts[1]}/${parts[2]}`);
   for (const s of candidates) {
     const r = await db.query<ProjectRecord>(`${PROJECT_SQL} WHERE pr.slug = $1`, [s]);
     const p = await visible(db, user, r.rows[0]);
@@ -102,7 +107,16 @@ const PIPELINE_SQL = `SELECT p.id, p.project_id, pr.org_id, pr.slug AS project_s
   p.created_at, p.updated_at
   FROM pipelines p JOIN projects pr ON pr.id = p.project_id LEFT JOIN users u ON u.id = p.actor_id`;
 
-const PIPELINE_ERROR_TYPES = new Set(['config', 'invalid-trigger-setup', 'config-fetch', 'timeout', 'permission', 'other', 'trigger-rule', 'plan']);
+const PIPELINE_ERROR_TYPES = new Set([
+  'config',
+  'invalid-trigger-setup',
+  'config-fetch',
+  'timeout',
+  'permission',
+  'other',
+  'trigger-rule',
+  'plan',
+]);
 
 function str(v: unknown): string | undefined {
   return typeof v === 'string' ? v : undefined;
@@ -110,7 +124,10 @@ function str(v: unknown): string | undefined {
 
 export function pipelineJson(p: PipelineRecord) {
   const vcs = p.vcs ?? {};
-  const commit = (typeof vcs.commit === 'object' && vcs.commit !== null ? vcs.commit : vcs) as Record<string, unknown>;
+  const commit = (typeof vcs.commit === 'object' && vcs.commit !== null ? vcs.commit : vcs) as Record<
+    string,
+    unknown
+  >;
   const subject = str(commit.subject);
   const origin = str(vcs.origin_repository_url) ?? str(vcs.originRepositoryUrl) ?? p.project_vcs_url;
   const target = str(vcs.target_repository_url) ?? str(vcs.targetRepositoryUrl) ?? p.project_vcs_url;
@@ -149,8 +166,16 @@ export async function findPipeline(db: Queryable, user: User, id: string): Promi
   return p;
 }
 
-export async function findPipelineByNumber(db: Queryable, user: User, project: ProjectRecord, n: number): Promise<PipelineRecord> {
-  const r = await db.query<PipelineRecord>(`${PIPELINE_SQL} WHERE p.project_id = $1 AND p.number = $2`, [project.id, n]);
+export async function findPipelineByNumber(
+  db: Queryable,
+  user: User,
+  project: ProjectRecord,
+  n: number,
+): Promise<PipelineRecord> {
+  const r = await db.query<PipelineRecord>(`${PIPELINE_SQL} WHERE p.project_id = $1 AND p.number = $2`, [
+    project.id,
+    n,
+  ]);
   const p = await visible(db, user, r.rows[0]);
   if (!p) throw new TorusError('TORUS_E_NOT_FOUND', 'Pipeline not found');
   return p;
@@ -162,9 +187,15 @@ export async function pipelineConfig(db: Queryable, id: string) {
     config_compiled: string | null;
     setup_config_source: string | null;
     setup_config_compiled: string | null;
-  }>('SELECT config_source, config_compiled, setup_config_source, setup_config_compiled FROM pipelines WHERE id = $1', [id]);
+  }>(
+    'SELECT config_source, config_compiled, setup_config_source, setup_config_compiled FROM pipelines WHERE id = $1',
+    [id],
+  );
   const row = r.rows[0];
-  const out: Record<string, string> = { source: row?.config_source ?? '', compiled: row?.config_compiled ?? '' };
+  const out: Record<string, string> = {
+    source: row?.config_source ?? '',
+    compiled: row?.config_compiled ?? '',
+  };
   // a dynamic-config pipeline also shows the setup config it started from
   if (row?.setup_config_source != null) {
     out['setup-config'] = row.setup_config_source;
@@ -252,12 +283,15 @@ export async function findWorkflow(db: Queryable, user: User, id: string): Promi
   return w;
 }
 
-export async function listWorkflows(db: Queryable, pipelineId: string, page: Page): Promise<WorkflowRecord[]> {
-  const r = await db.query<WorkflowRecord>(`${WORKFLOW_SQL} WHERE w.pipeline_id = $1 ORDER BY w.created_at, w.name LIMIT $2 OFFSET $3`, [
-    pipelineId,
-    page.limit + 1,
-    page.offset,
-  ]);
+export async function listWorkflows(
+  db: Queryable,
+  pipelineId: string,
+  page: Page,
+): Promise<WorkflowRecord[]> {
+  const r = await db.query<WorkflowRecord>(
+    `${WORKFLOW_SQL} WHERE w.pipeline_id = $1 ORDER BY w.created_at, w.name LIMIT $2 OFFSET $3`,
+    [pipelineId, page.limit + 1, page.offset],
+  );
   return r.rows;
 }
 
@@ -275,7 +309,11 @@ interface JobRecord {
   approval_request_id: string | null;
   approved_by: string | null;
   canceled_by: string | null;
-  spec: { executor?: { type?: string }; resourceClass?: string; steps?: Array<{ type: string; command?: string }> } | null;
+  spec: {
+    executor?: { type?: string };
+    resourceClass?: string;
+    steps?: Array<{ type: string; command?: string }>;
+  } | null;
   parallelism: number;
   resource_class: string | null;
   executor_type: string | null;
@@ -295,7 +333,10 @@ const REQUIRED_STATUSES = new Set(['success', 'failed', 'canceled']);
 
 export async function listWorkflowJobs(db: Queryable, w: WorkflowRecord, page: Page) {
   // All jobs are read to resolve `requires` names to ids; a workflow holds at most a few hundred.
-  const r = await db.query<JobRecord>(`SELECT ${JOB_COLUMNS} FROM jobs j WHERE j.workflow_id = $1 ORDER BY j.created_at, j.name`, [w.id]);
+  const r = await db.query<JobRecord>(
+    `SELECT ${JOB_COLUMNS} FROM jobs j WHERE j.workflow_id = $1 ORDER BY j.created_at, j.name`,
+    [w.id],
+  );
   const idByName = new Map(r.rows.map((j) => [j.name, j.id]));
   const all = r.rows.map((j) => {
     const requires: Record<string, string[]> = {};
@@ -340,7 +381,12 @@ export interface JobDetailsRecord extends JobRecord {
   revision: string | null;
 }
 
-export async function findJobByNumber(db: Queryable, user: User, project: ProjectRecord, n: number): Promise<JobDetailsRecord> {
+export async function findJobByNumber(
+  db: Queryable,
+  user: User,
+  project: ProjectRecord,
+  n: number,
+): Promise<JobDetailsRecord> {
   const r = await db.query<JobDetailsRecord>(
     `SELECT ${JOB_COLUMNS}, w.name AS workflow_name, w.pipeline_id, p.number AS pipeline_number, pr.slug AS project_slug,
        pr.name AS project_name, pr.vcs_url AS project_vcs_url, pr.org_id, o.name AS org_name, p.branch, p.tag, p.revision
@@ -354,7 +400,11 @@ export async function findJobByNumber(db: Queryable, user: User, project: Projec
   return j;
 }
 
-export async function findJobOrg(db: Queryable, user: User, jobId: string): Promise<{ id: string; org_id: string }> {
+export async function findJobOrg(
+  db: Queryable,
+  user: User,
+  jobId: string,
+): Promise<{ id: string; org_id: string }> {
   const r = await db.query<{ id: string; org_id: string }>(
     'SELECT j.id, pr.org_id FROM jobs j JOIN projects pr ON pr.id = j.project_id WHERE j.id = $1',
     [jobId],
@@ -364,7 +414,10 @@ export async function findJobOrg(db: Queryable, user: User, jobId: string): Prom
   return j;
 }
 
-export async function parallelRuns(db: Queryable, j: JobDetailsRecord): Promise<Array<{ index: number; status: string }>> {
+export async function parallelRuns(
+  db: Queryable,
+  j: JobDetailsRecord,
+): Promise<Array<{ index: number; status: string }>> {
   const r = await db.query<{ node_index: number; status: string }>(
     'SELECT node_index, status FROM tasks WHERE job_id = $1 ORDER BY node_index',
     [j.id],
@@ -379,12 +432,21 @@ export function jobWebUrl(base: string, j: JobDetailsRecord): string {
 
 export function jobDetailsJson(
   j: JobDetailsRecord,
-  extra: { base: string; parallelRuns: Array<{ index: number; status: string }>; messages: Array<{ type: string; message: string; reason?: string }> },
+  extra: {
+    base: string;
+    parallelRuns: Array<{ index: number; status: string }>;
+    messages: Array<{ type: string; message: string; reason?: string }>;
+  },
 ) {
   const duration = j.started_at && j.stopped_at ? j.stopped_at.getTime() - j.started_at.getTime() : null;
   return {
     web_url: jobWebUrl(extra.base, j),
-    project: { id: j.project_id, slug: j.project_slug, name: j.project_name, external_url: j.project_vcs_url },
+    project: {
+      id: j.project_id,
+      slug: j.project_slug,
+      name: j.project_name,
+      external_url: j.project_vcs_url,
+    },
     parallel_runs: extra.parallelRuns,
     started_at: iso(j.started_at),
     latest_workflow: { id: j.workflow_id, name: j.workflow_name },
@@ -446,7 +508,10 @@ export async function jobSteps(db: Queryable, jobId: string): Promise<StepRecord
 }
 
 export async function taskOf(db: Queryable, jobId: string, nodeIndex: number): Promise<string | null> {
-  const r = await db.query<{ id: string }>('SELECT id FROM tasks WHERE job_id = $1 AND node_index = $2', [jobId, nodeIndex]);
+  const r = await db.query<{ id: string }>('SELECT id FROM tasks WHERE job_id = $1 AND node_index = $2', [
+    jobId,
+    nodeIndex,
+  ]);
   return r.rows[0]?.id ?? null;
 }
 
@@ -467,7 +532,12 @@ function v11Status(status: string): { status: string; lifecycle: string; outcome
   }
 }
 
-export function v11JobJson(j: JobDetailsRecord, steps: StepRecord[], base: string, outputUrl: (step: number, index: number) => string) {
+export function v11JobJson(
+  j: JobDetailsRecord,
+  steps: StepRecord[],
+  base: string,
+  outputUrl: (step: number, index: number) => string,
+) {
   const s = v11Status(j.status);
   const [, username = '', reponame = ''] = j.project_slug.split('/');
   const byStep = new Map<number, StepRecord[]>();

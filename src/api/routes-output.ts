@@ -31,7 +31,11 @@ const SSE_SAFETY_POLL_MS = 5_000;
 
 function nonNegativeInt(raw: string | undefined, name: string, dflt: number): number {
   if (raw === undefined) return dflt;
-  if (!/^\d{1,6}$/.test(raw)) throw new TorusError('TORUS_E_BAD_REQUEST', `${name} must be a non-negative integer, got ${JSON.stringify(raw)}`);
+  if (!/^\d{1,6}$/.test(raw))
+    throw new TorusError(
+      'TORUS_E_BAD_REQUEST',
+      `${name} must be a non-negative integer, got ${JSON.stringify(raw)}`,
+    );
   return Number(raw);
 }
 
@@ -40,7 +44,10 @@ function circleMessage(c: OutputChunk) {
 }
 
 /** Starts an event stream on the raw response; Fastify no longer answers this request. */
-export function openEventStream(req: FastifyRequest, reply: FastifyReply): { send(event: string, data: unknown): void; comment(text: string): void } {
+export function openEventStream(
+  req: FastifyRequest,
+  reply: FastifyReply,
+): { send(event: string, data: unknown): void; comment(text: string): void } {
   reply.hijack();
   reply.raw.writeHead(200, {
     'content-type': 'text/event-stream; charset=utf-8',
@@ -84,88 +91,98 @@ export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps, sign
     const urls = new Map<string, string>();
     for (const st of steps) {
       const query = await signer.sign(j.project_slug, j.number!, st.step_index, st.node_index);
-      urls.set(`${st.step_index}/${st.node_index}`, `${base}/api/v1.1/project/${j.project_slug}/${j.number}/output/${st.step_index}/${st.node_index}?${query}`);
+      urls.set(
+        `${st.step_index}/${st.node_index}`,
+        `${base}/api/v1.1/project/${j.project_slug}/${j.number}/output/${st.step_index}/${st.node_index}?${query}`,
+      );
     }
     return reads.v11JobJson(j, steps, base, (step, index) => urls.get(`${step}/${index}`)!);
   });
 
   // Torus extension: ?step=&index=&follow=true streams (SSE); without follow, the JSON array.
-  app.get<{ Params: SlugParams }>('/api/v2/project/:vcs/:org/:repo/job/:number/output', async (req, reply) => {
-    const j = await jobOf(req);
-    const step = nonNegativeInt(queryString(req, 'step'), 'step', 0);
-    const taskId = await taskOf(j.id, nonNegativeInt(queryString(req, 'index'), 'index', 0));
-    const follow = queryString(req, 'follow') === 'true' || (req.headers.accept ?? '').includes('text/event-stream');
-    if (!follow) {
-      const { chunks, done } = await scheduler.readStepOutput(taskId, step);
-      return { items: chunks.map(circleMessage), done };
-    }
+  app.get<{ Params: SlugParams }>(
+    '/api/v2/project/:vcs/:org/:repo/job/:number/output',
+    async (req, reply) => {
+      const j = await jobOf(req);
+      const step = nonNegativeInt(queryString(req, 'step'), 'step', 0);
+      const taskId = await taskOf(j.id, nonNegativeInt(queryString(req, 'index'), 'index', 0));
+      const follow =
+        queryString(req, 'follow') === 'true' || (req.headers.accept ?? '').includes('text/event-stream');
+      if (!follow) {
+        const { chunks, done } = await scheduler.readStepOutput(taskId, step);
+        return { items: chunks.map(circleMessage), done };
+      }
 
-    const stream = openEventStream(req, reply);
-    let lastSeq = -1;
-    let pumping = false;
-    let again = false;
-    let finished = false;
-    const sub: { unfollow?: () => Promise<void> } = {};
-    const timers: NodeJS.Timeout[] = [];
-    const finish = () => {
-      if (finished) return;
-      finished = true;
-      for (const t of timers) clearInterval(t);
-      if (sub.unfollow) {
-        sub.unfollow().catch((err: unknown) => req.log.warn({ err }, 'output stream: unfollow failed'));
+      const stream = openEventStream(req, reply);
+      let lastSeq = -1;
+      let pumping = false;
+      let again = false;
+      let finished = false;
+      const sub: { unfollow?: () => Promise<void> } = {};
+      const timers: NodeJS.Timeout[] = [];
+      const finish = () => {
+        if (finished) return;
+        finished = true;
+        for (const t of timers) clearInterval(t);
+        if (sub.unfollow) {
+          sub.unfollow().catch((err: unknown) => req.log.warn({ err }, 'output stream: unfollow failed'));
+        }
+        if (!reply.raw.writableEnded) reply.raw.end();
+      };
+      const pump = async (): Promise<void> => {
+        if (pumping) {
+          again = true;
+          return;
+        }
+        pumping = true;
+        try {
+          do {
+            again = false;
+            const { chunks, done } = await scheduler.readStepOutput(taskId, step, lastSeq);
+            for (const c of chunks) {
+              if (c.seq <= lastSeq) continue;
+              lastSeq = c.seq;
+              stream.send('output', { seq: c.seq, ...circleMessage(c) });
+            }
+            if (done) {
+              const st = await db.query<{ status: string; exit_code: number | null }>(
+                'SELECT status, exit_code FROM steps WHERE task_id = $1 AND step_index = $2',
+                [taskId, step],
+              );
+              stream.send('end', {
+                status: st.rows[0]?.status ?? null,
+                exit_code: st.rows[0]?.exit_code ?? null,
+              });
+              finish();
+              return;
+            }
+          } while (again && !finished);
+        } finally {
+          pumping = false;
+        }
+      };
+      const pumpLogged = () => {
+        if (finished) return;
+        pump().catch((err: unknown) => {
+          req.log.error({ err }, 'output stream failed');
+          stream.send('error', { message: err instanceof Error ? err.message : String(err) });
+          finish();
+        });
+      };
+      reply.raw.on('close', finish);
+      // Subscribe before the first read, so nothing printed in between is missed.
+      const unfollow = await scheduler.followStep(taskId, step, pumpLogged);
+      sub.unfollow = unfollow;
+      if (finished) {
+        await unfollow();
+        return reply;
       }
-      if (!reply.raw.writableEnded) reply.raw.end();
-    };
-    const pump = async (): Promise<void> => {
-      if (pumping) {
-        again = true;
-        return;
-      }
-      pumping = true;
-      try {
-        do {
-          again = false;
-          const { chunks, done } = await scheduler.readStepOutput(taskId, step, lastSeq);
-          for (const c of chunks) {
-            if (c.seq <= lastSeq) continue;
-            lastSeq = c.seq;
-            stream.send('output', { seq: c.seq, ...circleMessage(c) });
-          }
-          if (done) {
-            const st = await db.query<{ status: string; exit_code: number | null }>(
-              'SELECT status, exit_code FROM steps WHERE task_id = $1 AND step_index = $2',
-              [taskId, step],
-            );
-            stream.send('end', { status: st.rows[0]?.status ?? null, exit_code: st.rows[0]?.exit_code ?? null });
-            finish();
-            return;
-          }
-        } while (again && !finished);
-      } finally {
-        pumping = false;
-      }
-    };
-    const pumpLogged = () => {
-      if (finished) return;
-      pump().catch((err: unknown) => {
-        req.log.error({ err }, 'output stream failed');
-        stream.send('error', { message: err instanceof Error ? err.message : String(err) });
-        finish();
-      });
-    };
-    reply.raw.on('close', finish);
-    // Subscribe before the first read, so nothing printed in between is missed.
-    const unfollow = await scheduler.followStep(taskId, step, pumpLogged);
-    sub.unfollow = unfollow;
-    if (finished) {
-      await unfollow();
+      timers.push(setInterval(() => stream.comment('keep-alive'), SSE_KEEPALIVE_MS));
+      timers.push(setInterval(pumpLogged, SSE_SAFETY_POLL_MS));
+      pumpLogged();
       return reply;
-    }
-    timers.push(setInterval(() => stream.comment('keep-alive'), SSE_KEEPALIVE_MS));
-    timers.push(setInterval(pumpLogged, SSE_SAFETY_POLL_MS));
-    pumpLogged();
-    return reply;
-  });
+    },
+  );
 }
 
 /**
@@ -194,7 +211,10 @@ export function registerOutputUrlRoute(
         // The signature names the slug as the job details spelled it: the stored one.
         const project = await reads.findProject(db, SIGNED_URL_READER, `${vcs}/${org}/${repo}`);
         if (!(await signer.verify(project.slug, n, step, index, queryString(req, 'exp') ?? '', sig))) {
-          throw new TorusError('TORUS_E_FORBIDDEN', 'This output URL has expired or is not valid: fetch the job again for a fresh one.');
+          throw new TorusError(
+            'TORUS_E_FORBIDDEN',
+            'This output URL has expired or is not valid: fetch the job again for a fresh one.',
+          );
         }
         user = SIGNED_URL_READER;
       } else {

@@ -5,17 +5,39 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import type { ApiToken, Organization, Role, User } from '../accounts/index.js';
 import { CHANNELS } from '../storage/index.js';
 import { TorusError } from '../ops/index.js';
-import { bodyObject, currentUser, iso, optionalString, pageOf, paginate, requireAdmin, uuidParam } from './http.js';
+import {
+  bodyObject,
+  currentUser,
+  iso,
+  optionalString,
+  pageOf,
+  paginate,
+  requireAdmin,
+  uuidParam,
+} from './http.js';
 import * as reads from './reads.js';
 import { openEventStream } from './routes-output.js';
 import type { RouteDeps } from './routes-v2.js';
 
 export function userJson(u: User) {
-  return { id: u.id, login: u.login, name: u.name, role: u.role, suspended: u.suspended, created_at: iso(u.createdAt) };
+  return {
+    id: u.id,
+    login: u.login,
+    name: u.name,
+    role: u.role,
+    suspended: u.suspended,
+    created_at: iso(u.createdAt),
+  };
 }
 
 function tokenJson(t: ApiToken) {
-  return { id: t.id, label: t.label, hint: t.hint, created_at: iso(t.createdAt), last_used_at: iso(t.lastUsedAt) };
+  return {
+    id: t.id,
+    label: t.label,
+    hint: t.hint,
+    created_at: iso(t.createdAt),
+    last_used_at: iso(t.lastUsedAt),
+  };
 }
 
 function orgJson(o: Organization) {
@@ -24,7 +46,8 @@ function orgJson(o: Organization) {
 
 function roleOf(body: Record<string, unknown>): Role {
   const role = optionalString(body, 'role') ?? 'member';
-  if (role !== 'admin' && role !== 'member') throw new TorusError('TORUS_E_BAD_REQUEST', `role must be admin or member, got ${JSON.stringify(role)}`);
+  if (role !== 'admin' && role !== 'member')
+    throw new TorusError('TORUS_E_BAD_REQUEST', `role must be admin or member, got ${JSON.stringify(role)}`);
   return role;
 }
 
@@ -109,7 +132,12 @@ export function registerTorusRoutes(app: FastifyInstance, deps: RouteDeps, chang
     const body = bodyObject(req);
     const login = optionalString(body, 'login');
     if (!login) throw new TorusError('TORUS_E_BAD_REQUEST', 'login is required');
-    const user = await accounts.createUser({ login, name: optionalString(body, 'name'), role: roleOf(body), email: optionalString(body, 'email') });
+    const user = await accounts.createUser({
+      login,
+      name: optionalString(body, 'name'),
+      role: roleOf(body),
+      email: optionalString(body, 'email'),
+    });
     const token = await accounts.createToken(user.id, optionalString(body, 'token_label') ?? 'initial');
     return reply.status(201).send({ ...userJson(user), token: { ...tokenJson(token), token: token.token } });
   });
@@ -124,7 +152,8 @@ export function registerTorusRoutes(app: FastifyInstance, deps: RouteDeps, chang
       const me = requireAdmin(req);
       const u = await accounts.getUser(req.params.login);
       if (!u) throw new TorusError('TORUS_E_NOT_FOUND', `user ${req.params.login} not found`);
-      if (suspended && u.id === me.id) throw new TorusError('TORUS_E_BAD_REQUEST', 'You cannot suspend yourself.');
+      if (suspended && u.id === me.id)
+        throw new TorusError('TORUS_E_BAD_REQUEST', 'You cannot suspend yourself.');
       return userJson(await accounts.setSuspended(u.id, suspended));
     });
   }
@@ -139,7 +168,8 @@ export function registerTorusRoutes(app: FastifyInstance, deps: RouteDeps, chang
   app.post<{ Params: { login: string } }>(`${T}/users/:login/tokens`, async (req, reply) => {
     const u = await targetUser(req);
     const label = optionalString(bodyObject(req), 'label') ?? '';
-    if (label.length > 200) throw new TorusError('TORUS_E_BAD_REQUEST', 'label is too long (at most 200 characters)');
+    if (label.length > 200)
+      throw new TorusError('TORUS_E_BAD_REQUEST', 'label is too long (at most 200 characters)');
     const t = await accounts.createToken(u.id, label);
     return reply.status(201).send({ ...tokenJson(t), token: t.token });
   });
@@ -169,7 +199,13 @@ export function registerTorusRoutes(app: FastifyInstance, deps: RouteDeps, chang
     const org = await orgOf(req);
     const members = await accounts.listMembers(org.id);
     return {
-      items: members.map((m) => ({ user_id: m.userId, login: m.login, name: m.name, role: m.role, created_at: iso(m.createdAt) })),
+      items: members.map((m) => ({
+        user_id: m.userId,
+        login: m.login,
+        name: m.name,
+        role: m.role,
+        created_at: iso(m.createdAt),
+      })),
       next_page_token: null,
     };
   });
@@ -205,7 +241,11 @@ export function registerTorusRoutes(app: FastifyInstance, deps: RouteDeps, chang
     requireAdmin(req);
     const body = bodyObject(req);
     const resourceClass = optionalString(body, 'resource_class');
-    if (!resourceClass) throw new TorusError('TORUS_E_BAD_REQUEST', "resource_class is required, e.g. 'myns/runner' or 'machine:*'");
+    if (!resourceClass)
+      throw new TorusError(
+        'TORUS_E_BAD_REQUEST',
+        "resource_class is required, e.g. 'myns/runner' or 'machine:*'",
+      );
     const name = optionalString(body, 'name') ?? '';
     const t = await scheduler.createAgentToken(resourceClass, name);
     return reply.status(201).send({ id: t.id, token: t.token, resource_class: resourceClass, name });
@@ -231,7 +271,9 @@ export function registerTorusRoutes(app: FastifyInstance, deps: RouteDeps, chang
         do {
           again = false;
           const p = reads.pipelineJson(await reads.findPipeline(db, user, id));
-          const workflows = (await reads.listWorkflows(db, id, { offset: 0, limit: 1000 })).map(reads.workflowJson);
+          const workflows = (await reads.listWorkflows(db, id, { offset: 0, limit: 1000 })).map(
+            reads.workflowJson,
+          );
           stream.send('pipeline', { pipeline: p, workflows });
         } while (again && !closed);
       } finally {

@@ -40,7 +40,10 @@ export function validateParameters(raw: unknown): Record<string, string | number
   }
   const entries = Object.entries(raw as Record<string, unknown>);
   if (entries.length > MAX_PARAMETERS) {
-    throw new TorusError('TORUS_E_BAD_REQUEST', `too many pipeline parameters: ${entries.length} given, at most ${MAX_PARAMETERS} allowed`);
+    throw new TorusError(
+      'TORUS_E_BAD_REQUEST',
+      `too many pipeline parameters: ${entries.length} given, at most ${MAX_PARAMETERS} allowed`,
+    );
   }
   const out: Record<string, string | number | boolean> = {};
   for (const [key, value] of entries) {
@@ -59,7 +62,10 @@ export function validateParameters(raw: unknown): Record<string, string | number
       }
     } else if (typeof value === 'number') {
       if (!Number.isSafeInteger(value)) {
-        throw new TorusError('TORUS_E_BAD_REQUEST', `pipeline parameter ${JSON.stringify(key)} is ${value}: numbers must be integers`);
+        throw new TorusError(
+          'TORUS_E_BAD_REQUEST',
+          `pipeline parameter ${JSON.stringify(key)} is ${value}: numbers must be integers`,
+        );
       }
     } else if (typeof value !== 'boolean') {
       throw new TorusError(
@@ -85,7 +91,8 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
   const { res, engine, scheduler, accounts } = deps;
   const db = res.db;
   const P = '/api/v2';
-  const project = (req: FastifyRequest) => reads.findProject(db, currentUser(req), projectSlugOf(req.params as SlugParams));
+  const project = (req: FastifyRequest) =>
+    reads.findProject(db, currentUser(req), projectSlugOf(req.params as SlugParams));
 
   // ---- user ----
 
@@ -151,7 +158,9 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
   };
 
   // CircleCI answers 200 (not 201) with the new project.
-  app.post<{ Params: { org: string } }>(`${P}/organization/:org/project`, async (req) => createProject(req, req.params.org));
+  app.post<{ Params: { org: string } }>(`${P}/organization/:org/project`, async (req) =>
+    createProject(req, req.params.org),
+  );
   app.post<{ Params: { vcs: string; org: string } }>(`${P}/organization/:vcs/:org/project`, async (req) =>
     createProject(req, `${req.params.vcs}/${req.params.org}`),
   );
@@ -177,14 +186,24 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
       actorId: user.id,
       triggerType: 'api',
     });
-    return reply.status(201).send({ id: created.id, state: created.state, number: created.number, created_at: created.createdAt.toISOString() });
+    return reply.status(201).send({
+      id: created.id,
+      state: created.state,
+      number: created.number,
+      created_at: created.createdAt.toISOString(),
+    });
   });
 
   app.get(`${P}/project/:vcs/:org/:repo/pipeline`, async (req) => {
     const user = currentUser(req);
     const p = await project(req);
     const page = pageOf(req);
-    const rows = await reads.listPipelines(db, user, { projectId: p.id, branch: queryString(req, 'branch') }, page);
+    const rows = await reads.listPipelines(
+      db,
+      user,
+      { projectId: p.id, branch: queryString(req, 'branch') },
+      page,
+    );
     return paginate(rows, page, reads.pipelineJson);
   });
 
@@ -196,24 +215,35 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
     return paginate(rows, page, reads.pipelineJson);
   });
 
-  app.get<{ Params: SlugParams & { number: string } }>(`${P}/project/:vcs/:org/:repo/pipeline/:number`, async (req) => {
-    const p = await project(req);
-    const n = positiveInt(req.params.number, 'Pipeline');
-    return reads.pipelineJson(await reads.findPipelineByNumber(db, currentUser(req), p, n));
-  });
+  app.get<{ Params: SlugParams & { number: string } }>(
+    `${P}/project/:vcs/:org/:repo/pipeline/:number`,
+    async (req) => {
+      const p = await project(req);
+      const n = positiveInt(req.params.number, 'Pipeline');
+      return reads.pipelineJson(await reads.findPipelineByNumber(db, currentUser(req), p, n));
+    },
+  );
 
   app.get(`${P}/pipeline`, async (req) => {
     const user = currentUser(req);
     const orgSlug = queryString(req, 'org-slug');
     let orgId: string | undefined;
     if (orgSlug) {
-      const org = await accounts.getOrg(orgSlug.includes('/') ? `circleci/${orgSlug.slice(orgSlug.lastIndexOf('/') + 1)}` : orgSlug);
-      if (!org || !(await reads.canAccessOrg(db, user, org.id))) throw new TorusError('TORUS_E_NOT_FOUND', 'Organization not found');
+      const org = await accounts.getOrg(
+        orgSlug.includes('/') ? `circleci/${orgSlug.slice(orgSlug.lastIndexOf('/') + 1)}` : orgSlug,
+      );
+      if (!org || !(await reads.canAccessOrg(db, user, org.id)))
+        throw new TorusError('TORUS_E_NOT_FOUND', 'Organization not found');
       orgId = org.id;
     }
     const mine = queryString(req, 'mine');
     const page = pageOf(req);
-    const rows = await reads.listPipelines(db, user, { orgId, actorId: mine === 'true' ? user.id : undefined }, page);
+    const rows = await reads.listPipelines(
+      db,
+      user,
+      { orgId, actorId: mine === 'true' ? user.id : undefined },
+      page,
+    );
     return paginate(rows, page, reads.pipelineJson);
   });
 
@@ -237,7 +267,9 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
   const workflow = (req: FastifyRequest<{ Params: { id: string } }>) =>
     reads.findWorkflow(db, currentUser(req), uuidParam(req.params.id, 'Workflow'));
 
-  app.get<{ Params: { id: string } }>(`${P}/workflow/:id`, async (req) => reads.workflowJson(await workflow(req)));
+  app.get<{ Params: { id: string } }>(`${P}/workflow/:id`, async (req) =>
+    reads.workflowJson(await workflow(req)),
+  );
 
   app.get<{ Params: { id: string } }>(`${P}/workflow/:id/job`, async (req) => {
     const w = await workflow(req);
@@ -246,11 +278,14 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
     return paginate(rows, page, (j) => j);
   });
 
-  app.post<{ Params: { id: string; requestId: string } }>(`${P}/workflow/:id/approve/:requestId`, async (req, reply) => {
-    const w = await workflow(req);
-    await engine.approveJob(w.id, uuidParam(req.params.requestId, 'Approval request'), currentUser(req).id);
-    return reply.status(202).send({ message: 'Accepted.' });
-  });
+  app.post<{ Params: { id: string; requestId: string } }>(
+    `${P}/workflow/:id/approve/:requestId`,
+    async (req, reply) => {
+      const w = await workflow(req);
+      await engine.approveJob(w.id, uuidParam(req.params.requestId, 'Approval request'), currentUser(req).id);
+      return reply.status(202).send({ message: 'Accepted.' });
+    },
+  );
 
   app.post<{ Params: { id: string } }>(`${P}/workflow/:id/cancel`, async (req, reply) => {
     const w = await workflow(req);
@@ -268,38 +303,52 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
     optionalBoolean(body, 'sparse_tree'); // accepted; Torus reruns exactly the jobs asked for either way
     let jobs: string[] | undefined;
     if (body.jobs !== undefined && body.jobs !== null) {
-      if (!Array.isArray(body.jobs) || !body.jobs.every((j): j is string => typeof j === 'string' && isUuid(j))) {
+      if (
+        !Array.isArray(body.jobs) ||
+        !body.jobs.every((j): j is string => typeof j === 'string' && isUuid(j))
+      ) {
         throw new TorusError('TORUS_E_BAD_REQUEST', 'jobs must be a list of job ids (UUIDs)');
       }
       jobs = body.jobs.map((j) => j.toLowerCase());
     }
-    if (fromFailed && jobs) throw new TorusError('TORUS_E_BAD_REQUEST', 'from_failed and jobs are mutually exclusive: give one of them');
+    if (fromFailed && jobs)
+      throw new TorusError(
+        'TORUS_E_BAD_REQUEST',
+        'from_failed and jobs are mutually exclusive: give one of them',
+      );
     const r = await engine.rerunWorkflow(w.id, { fromFailed, jobs, actorId: currentUser(req).id });
     return reply.status(202).send({ workflow_id: r.workflowId });
   });
 
   // ---- jobs ----
 
-  app.get<{ Params: SlugParams & { number: string } }>(`${P}/project/:vcs/:org/:repo/job/:number`, async (req) => {
-    const p = await project(req);
-    const j = await reads.findJobByNumber(db, currentUser(req), p, positiveInt(req.params.number, 'Job'));
-    const messages = reads.storedJobMessages(j);
-    if (j.status === 'queued') {
-      for (const m of await scheduler.explainQueued(j.id)) messages.push({ type: m.type, message: m.message, ...(m.reason ? { reason: m.reason } : {}) });
-    }
-    return reads.jobDetailsJson(j, {
-      base: baseUrl(req, res.settings.url),
-      parallelRuns: await reads.parallelRuns(db, j),
-      messages,
-    });
-  });
+  app.get<{ Params: SlugParams & { number: string } }>(
+    `${P}/project/:vcs/:org/:repo/job/:number`,
+    async (req) => {
+      const p = await project(req);
+      const j = await reads.findJobByNumber(db, currentUser(req), p, positiveInt(req.params.number, 'Job'));
+      const messages = reads.storedJobMessages(j);
+      if (j.status === 'queued') {
+        for (const m of await scheduler.explainQueued(j.id))
+          messages.push({ type: m.type, message: m.message, ...(m.reason ? { reason: m.reason } : {}) });
+      }
+      return reads.jobDetailsJson(j, {
+        base: baseUrl(req, res.settings.url),
+        parallelRuns: await reads.parallelRuns(db, j),
+        messages,
+      });
+    },
+  );
 
-  app.post<{ Params: SlugParams & { number: string } }>(`${P}/project/:vcs/:org/:repo/job/:number/cancel`, async (req) => {
-    const p = await project(req);
-    const j = await reads.findJobByNumber(db, currentUser(req), p, positiveInt(req.params.number, 'Job'));
-    await engine.cancelJob(j.id, currentUser(req).id);
-    return { message: 'Job cancelled successfully.' };
-  });
+  app.post<{ Params: SlugParams & { number: string } }>(
+    `${P}/project/:vcs/:org/:repo/job/:number/cancel`,
+    async (req) => {
+      const p = await project(req);
+      const j = await reads.findJobByNumber(db, currentUser(req), p, positiveInt(req.params.number, 'Job'));
+      await engine.cancelJob(j.id, currentUser(req).id);
+      return { message: 'Job cancelled successfully.' };
+    },
+  );
 
   app.post<{ Params: { jobId: string } }>(`${P}/jobs/:jobId/cancel`, async (req) => {
     const j = await reads.findJobOrg(db, currentUser(req), uuidParam(req.params.jobId, 'Job'));

@@ -13,7 +13,14 @@ export interface OutputSigner {
   /** `exp=…&sig=…` for the output of step `step` of parallel run `index` of job `jobNumber` */
   sign(projectSlug: string, jobNumber: number, step: number, index: number): Promise<string>;
   /** true when sig is this server's signature of that output and exp has not passed */
-  verify(projectSlug: string, jobNumber: number, step: number, index: number, exp: string, sig: string): Promise<boolean>;
+  verify(
+    projectSlug: string,
+    jobNumber: number,
+    step: number,
+    index: number,
+    exp: string,
+    sig: string,
+  ): Promise<boolean>;
 }
 
 export function createOutputSigner(db: Queryable, clock: Clock): OutputSigner {
@@ -21,10 +28,10 @@ export function createOutputSigner(db: Queryable, clock: Clock): OutputSigner {
   const loadKey = (): Promise<Buffer> => {
     key ??= (async () => {
       // First signer wins; the others read its key.
-      await db.query(`INSERT INTO settings (key, value) VALUES ($1, to_jsonb($2::text)) ON CONFLICT (key) DO NOTHING`, [
-        KEY_SETTING,
-        randomBytes(32).toString('hex'),
-      ]);
+      await db.query(
+        `INSERT INTO settings (key, value) VALUES ($1, to_jsonb($2::text)) ON CONFLICT (key) DO NOTHING`,
+        [KEY_SETTING, randomBytes(32).toString('hex')],
+      );
       const r = await db.query<{ value: string }>('SELECT value FROM settings WHERE key = $1', [KEY_SETTING]);
       const hex = r.rows[0]?.value;
       if (typeof hex !== 'string') throw new Error(`settings ${KEY_SETTING} is missing or not a string`);
@@ -35,8 +42,12 @@ export function createOutputSigner(db: Queryable, clock: Clock): OutputSigner {
     });
     return key;
   };
-  const mac = async (payload: string) => createHmac('sha256', await loadKey()).update(payload).digest();
-  const payload = (slug: string, n: number, step: number, index: number, exp: string) => `${slug}|${n}|${step}|${index}|${exp}`;
+  const mac = async (payload: string) =>
+    createHmac('sha256', await loadKey())
+      .update(payload)
+      .digest();
+  const payload = (slug: string, n: number, step: number, index: number, exp: string) =>
+    `${slug}|${n}|${step}|${index}|${exp}`;
 
   return {
     async sign(slug, n, step, index) {

@@ -38,8 +38,14 @@ export class ApiClient {
       // a non-JSON body (a proxy's error page, say): reported below with its status
     }
     if (!res.ok) {
-      const message = (json as { message?: string } | undefined)?.message ?? (text.slice(0, 200) || res.statusText);
-      const code = res.status === 401 ? 'TORUS_E_UNAUTHORIZED' : res.status === 404 ? 'TORUS_E_NOT_FOUND' : 'TORUS_E_BAD_REQUEST';
+      const message =
+        (json as { message?: string } | undefined)?.message ?? (text.slice(0, 200) || res.statusText);
+      const code =
+        res.status === 401
+          ? 'TORUS_E_UNAUTHORIZED'
+          : res.status === 404
+            ? 'TORUS_E_NOT_FOUND'
+            : 'TORUS_E_BAD_REQUEST';
       throw new TorusError(code, `${method} ${path}: ${res.status} ${message}`);
     }
     return json as T;

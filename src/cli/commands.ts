@@ -32,23 +32,33 @@ function print(value: unknown): void {
 }
 
 /** `-p key=value` pairs, with numbers and booleans typed as CircleCI's API types them. */
-export function parseParameters(pairs: string[] = [], json?: string): Record<string, string | number | boolean> {
+export function parseParameters(
+  pairs: string[] = [],
+  json?: string,
+): Record<string, string | number | boolean> {
   const out: Record<string, string | number | boolean> = {};
   if (json) {
     let parsed: unknown;
     try {
       parsed = JSON.parse(json);
     } catch (err) {
-      throw new TorusError('TORUS_E_BAD_REQUEST', `--parameters is not valid JSON: ${(err as Error).message}`);
+      throw new TorusError(
+        'TORUS_E_BAD_REQUEST',
+        `--parameters is not valid JSON: ${(err as Error).message}`,
+      );
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-      throw new TorusError('TORUS_E_BAD_REQUEST', '--parameters must be a JSON object, e.g. \'{"deploy": true}\'');
+      throw new TorusError(
+        'TORUS_E_BAD_REQUEST',
+        '--parameters must be a JSON object, e.g. \'{"deploy": true}\'',
+      );
     }
     Object.assign(out, parsed);
   }
   for (const pair of pairs) {
     const eq = pair.indexOf('=');
-    if (eq <= 0) throw new TorusError('TORUS_E_BAD_REQUEST', `parameter ${JSON.stringify(pair)} is not key=value`);
+    if (eq <= 0)
+      throw new TorusError('TORUS_E_BAD_REQUEST', `parameter ${JSON.stringify(pair)} is not key=value`);
     const key = pair.slice(0, eq);
     const raw = pair.slice(eq + 1);
     out[key] = raw === 'true' ? true : raw === 'false' ? false : /^-?\d+$/.test(raw) ? Number(raw) : raw;
@@ -82,11 +92,14 @@ export function registerClientCommands(program: Command): void {
     .action(async (url: string, opts: GlobalOpts & { org: string; name?: string; defaultBranch: string }) => {
       const vcsUrl = /^[a-z][a-z0-9+.-]*:\/\//i.test(url) ? url : `file://${resolve(url)}`;
       const name = opts.name ?? basename(vcsUrl.replace(/\/+$/, '')).replace(/\.git$/, '');
-      const p = await client(opts).post<ProjectResponse>(`/api/v2/organization/${encodeURIComponent(opts.org)}/project`, {
-        name,
-        vcs_url: vcsUrl,
-        default_branch: opts.defaultBranch,
-      });
+      const p = await client(opts).post<ProjectResponse>(
+        `/api/v2/organization/${encodeURIComponent(opts.org)}/project`,
+        {
+          name,
+          vcs_url: vcsUrl,
+          default_branch: opts.defaultBranch,
+        },
+      );
       process.stdout.write(`${p.slug}\n`);
     });
 
@@ -99,10 +112,17 @@ export function registerClientCommands(program: Command): void {
 
   const hook = project.command('hook').description('git hooks that trigger pipelines');
   withServer(hook.command('install <repo-path>'))
-    .description('install post-commit and post-receive hooks that trigger a pipeline for the committed/pushed branch')
+    .description(
+      'install post-commit and post-receive hooks that trigger a pipeline for the committed/pushed branch',
+    )
     .requiredOption('--project <slug>', 'project slug, e.g. circleci/local/my-repo')
     .action((repoPath: string, opts: GlobalOpts & { project: string }) => {
-      installHooks(repoPath, opts.project, opts.server ?? process.env.TORUS_SERVER ?? 'http://127.0.0.1:8080', opts.token ?? process.env.TORUS_TOKEN);
+      installHooks(
+        repoPath,
+        opts.project,
+        opts.server ?? process.env.TORUS_SERVER ?? 'http://127.0.0.1:8080',
+        opts.token ?? process.env.TORUS_TOKEN,
+      );
     });
 
   const pipeline = program.command('pipeline').description('trigger and follow pipelines');
@@ -116,7 +136,14 @@ export function registerClientCommands(program: Command): void {
     .option('--watch', 'follow the pipeline until it finishes')
     .action(
       async (
-        opts: GlobalOpts & { project: string; branch?: string; tag?: string; param?: string[]; parameters?: string; watch?: boolean },
+        opts: GlobalOpts & {
+          project: string;
+          branch?: string;
+          tag?: string;
+          param?: string[];
+          parameters?: string;
+          watch?: boolean;
+        },
       ) => {
         const body: Record<string, unknown> = {};
         if (opts.branch) body.branch = opts.branch;
@@ -126,7 +153,8 @@ export function registerClientCommands(program: Command): void {
         const c = client(opts);
         const p = await c.post<PipelineResponse>(`/api/v2/project/${slugPath(opts.project)}/pipeline`, body);
         process.stdout.write(`pipeline #${p.number} ${p.id} ${p.state}\n`);
-        if (opts.watch) process.exitCode = (await watchPipeline(c, p.id, (l) => process.stdout.write(l + '\n'))) ? 0 : 1;
+        if (opts.watch)
+          process.exitCode = (await watchPipeline(c, p.id, (l) => process.stdout.write(l + '\n'))) ? 0 : 1;
       },
     );
 
@@ -136,7 +164,9 @@ export function registerClientCommands(program: Command): void {
     .option('--branch <branch>', 'only this branch')
     .action(async (opts: GlobalOpts & { project: string; branch?: string }) => {
       const q = opts.branch ? `?branch=${encodeURIComponent(opts.branch)}` : '';
-      const res = await client(opts).get<{ items: PipelineResponse[] }>(`/api/v2/project/${slugPath(opts.project)}/pipeline${q}`);
+      const res = await client(opts).get<{ items: PipelineResponse[] }>(
+        `/api/v2/project/${slugPath(opts.project)}/pipeline${q}`,
+      );
       for (const p of res.items) {
         const ref = p.vcs?.tag ? `tag ${p.vcs.tag}` : `branch ${p.vcs?.branch ?? ''}`;
         process.stdout.write(`#${p.number}\t${p.state}\t${ref}\t${p.created_at}\t${p.id}\n`);
@@ -146,7 +176,9 @@ export function registerClientCommands(program: Command): void {
   withServer(pipeline.command('watch <pipeline-id>'))
     .description('follow a pipeline live: job states and the output of running steps')
     .action(async (id: string, opts: GlobalOpts) => {
-      process.exitCode = (await watchPipeline(client(opts), id, (l) => process.stdout.write(l + '\n'))) ? 0 : 1;
+      process.exitCode = (await watchPipeline(client(opts), id, (l) => process.stdout.write(l + '\n')))
+        ? 0
+        : 1;
     });
 
   registerAdminCommands(program);
@@ -164,7 +196,13 @@ function registerAdminCommands(program: Command): void {
     .option('--name <name>', 'display name')
     .option('--admin', 'make the user an admin')
     .action(async (login: string, opts: GlobalOpts & { name?: string; admin?: boolean }) =>
-      print(await client(opts).post('/api/v2/torus/users', { login, name: opts.name ?? login, role: opts.admin ? 'admin' : 'member' })),
+      print(
+        await client(opts).post('/api/v2/torus/users', {
+          login,
+          name: opts.name ?? login,
+          role: opts.admin ? 'admin' : 'member',
+        }),
+      ),
     );
   withServer(user.command('suspend <login>'))
     .description('suspend a user (their tokens stop working)')
@@ -183,7 +221,11 @@ function registerAdminCommands(program: Command): void {
     .option('--user <login>', 'owner (admins only)')
     .option('--label <label>', 'label', 'cli')
     .action(async (opts: GlobalOpts & { user?: string; label: string }) =>
-      print(await client(opts).post(`/api/v2/torus/users/${encodeURIComponent(opts.user ?? 'me')}/tokens`, { label: opts.label })),
+      print(
+        await client(opts).post(`/api/v2/torus/users/${encodeURIComponent(opts.user ?? 'me')}/tokens`, {
+          label: opts.label,
+        }),
+      ),
     );
   withServer(token.command('list'))
     .description('list API tokens')
@@ -196,7 +238,10 @@ function registerAdminCommands(program: Command): void {
     .option('--user <login>', 'owner (admins only)')
     .action(async (id: string, opts: GlobalOpts & { user?: string }) =>
       print(
-        await client(opts).request('DELETE', `/api/v2/torus/users/${encodeURIComponent(opts.user ?? 'me')}/tokens/${encodeURIComponent(id)}`),
+        await client(opts).request(
+          'DELETE',
+          `/api/v2/torus/users/${encodeURIComponent(opts.user ?? 'me')}/tokens/${encodeURIComponent(id)}`,
+        ),
       ),
     );
 
@@ -206,7 +251,9 @@ function registerAdminCommands(program: Command): void {
     .action(async (opts: GlobalOpts) => print(await client(opts).get('/api/v2/torus/orgs')));
   withServer(org.command('create <name>'))
     .description('create an organization')
-    .action(async (name: string, opts: GlobalOpts) => print(await client(opts).post('/api/v2/torus/orgs', { name })));
+    .action(async (name: string, opts: GlobalOpts) =>
+      print(await client(opts).post('/api/v2/torus/orgs', { name })),
+    );
   withServer(org.command('add-member <org> <login>'))
     .description('add a user to an organization')
     .option('--admin', 'as an organization admin')
@@ -221,7 +268,12 @@ function registerAdminCommands(program: Command): void {
   withServer(org.command('remove-member <org> <login>'))
     .description('remove a user from an organization')
     .action(async (name: string, login: string, opts: GlobalOpts) =>
-      print(await client(opts).request('DELETE', `/api/v2/torus/orgs/${encodeURIComponent(name)}/members/${encodeURIComponent(login)}`)),
+      print(
+        await client(opts).request(
+          'DELETE',
+          `/api/v2/torus/orgs/${encodeURIComponent(name)}/members/${encodeURIComponent(login)}`,
+        ),
+      ),
     );
   withServer(org.command('members <org>'))
     .description('list the members of an organization')
@@ -233,7 +285,12 @@ function registerAdminCommands(program: Command): void {
     .description("create an agent token for a resource class (e.g. 'myns/runner' or 'machine:*')")
     .option('--name <name>', 'label', 'agent')
     .action(async (resourceClass: string, opts: GlobalOpts & { name: string }) =>
-      print(await client(opts).post('/api/v2/torus/agent-tokens', { resource_class: resourceClass, name: opts.name })),
+      print(
+        await client(opts).post('/api/v2/torus/agent-tokens', {
+          resource_class: resourceClass,
+          name: opts.name,
+        }),
+      ),
     );
 }
 
@@ -256,7 +313,11 @@ function registerConfigCommands(program: Command): void {
     });
 }
 
-async function compileFile(file: string | undefined, params: string | undefined, onOk: (yaml: string) => void): Promise<boolean> {
+async function compileFile(
+  file: string | undefined,
+  params: string | undefined,
+  onOk: (yaml: string) => void,
+): Promise<boolean> {
   const path = file ?? '.circleci/config.yml';
   if (!existsSync(path)) throw new TorusError('TORUS_E_NOT_FOUND', `${path}: no such file`);
   const { compileConfig } = await import('../config/index.js');
@@ -265,7 +326,8 @@ async function compileFile(file: string | undefined, params: string | undefined,
     pipelineParameters: parseParameters([], params),
   });
   if (!result.ok) {
-    for (const e of result.errors) process.stderr.write(`Error: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}\n`);
+    for (const e of result.errors)
+      process.stderr.write(`Error: ${e.message}${e.hint ? `\n  hint: ${e.hint}` : ''}\n`);
     process.exitCode = 1;
     return false;
   }
@@ -274,11 +336,19 @@ async function compileFile(file: string | undefined, params: string | undefined,
 }
 
 /** Writes post-commit (working repositories) and post-receive (bare repositories) hooks. */
-export function installHooks(repoPath: string, slug: string, server: string, token: string | undefined): void {
+export function installHooks(
+  repoPath: string,
+  slug: string,
+  server: string,
+  token: string | undefined,
+): void {
   const repo = resolve(repoPath);
   let gitDir: string;
   try {
-    gitDir = resolve(repo, execFileSync('git', ['rev-parse', '--git-dir'], { cwd: repo, encoding: 'utf8' }).trim());
+    gitDir = resolve(
+      repo,
+      execFileSync('git', ['rev-parse', '--git-dir'], { cwd: repo, encoding: 'utf8' }).trim(),
+    );
   } catch {
     throw new TorusError('TORUS_E_BAD_REQUEST', `${repo} is not a git repository`);
   }

@@ -13,7 +13,11 @@ export const DEMO_PROJECT = 'hello-torus';
 const GIT_IDENTITY = ['-c', 'user.name=Torus Demo', '-c', 'user.email=demo@torus.invalid'];
 
 function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', [...GIT_IDENTITY, ...args], { cwd, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  return execFileSync('git', [...GIT_IDENTITY, ...args], {
+    cwd,
+    encoding: 'utf8',
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
 }
 
 /** Creates (once) the demo repository and project; returns the project's slug. */
@@ -28,7 +32,12 @@ export async function ensureDemoProject(server: RunningServer): Promise<string> 
     git(repo, 'add', '-A');
     git(repo, 'commit', '-q', '-m', 'Demo project for Torus');
   }
-  await server.engine.createProject({ orgName: DEMO_ORG, name: DEMO_PROJECT, vcsUrl: `file://${repo}`, defaultBranch: 'main' });
+  await server.engine.createProject({
+    orgName: DEMO_ORG,
+    name: DEMO_PROJECT,
+    vcsUrl: `file://${repo}`,
+    defaultBranch: 'main',
+  });
   return slug;
 }
 
@@ -40,11 +49,18 @@ interface JobLine {
 }
 
 /** Triggers the demo pipeline and prints each job's status as it changes, until every workflow is final. */
-export async function runDemoPipeline(server: RunningServer, print: (line: string) => void): Promise<boolean> {
+export async function runDemoPipeline(
+  server: RunningServer,
+  print: (line: string) => void,
+): Promise<boolean> {
   const slug = await ensureDemoProject(server);
   const project = await server.engine.getProject(slug);
   if (!project) throw new Error(`demo project ${slug} vanished`);
-  const pipeline = await server.engine.triggerPipeline({ projectId: project.id, branch: 'main', triggerType: 'explicit' });
+  const pipeline = await server.engine.triggerPipeline({
+    projectId: project.id,
+    branch: 'main',
+    triggerType: 'explicit',
+  });
   print(`Demo pipeline #${pipeline.number} of ${slug} triggered (id ${pipeline.id})`);
   const { db } = server.res;
   const seen = new Map<string, string>();
@@ -94,9 +110,15 @@ export async function runDemoPipeline(server: RunningServer, print: (line: strin
           'SELECT name, status FROM workflows WHERE pipeline_id = $1',
           [pipeline.id],
         );
-        if (row?.state === 'pending' && wfs.rows.length > 0 && wfs.rows.every((w) => finalWorkflow.has(w.status))) {
+        if (
+          row?.state === 'pending' &&
+          wfs.rows.length > 0 &&
+          wfs.rows.every((w) => finalWorkflow.has(w.status))
+        ) {
           const ok = wfs.rows.every((w) => w.status === 'success');
-          print(`Demo pipeline #${pipeline.number}: ${wfs.rows.map((w) => `${w.name} ${w.status}`).join(', ')}`);
+          print(
+            `Demo pipeline #${pipeline.number}: ${wfs.rows.map((w) => `${w.name} ${w.status}`).join(', ')}`,
+          );
           finish(ok);
         }
       } finally {

@@ -6,7 +6,10 @@ import { registerClientCommands } from './commands.js';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
-  program.name('torus').description('Torus: a self-hosted CI/CD server that runs CircleCI pipelines').showHelpAfterError();
+  program
+    .name('torus')
+    .description('Torus: a self-hosted CI/CD server that runs CircleCI pipelines')
+    .showHelpAfterError();
 
   program
     .command('server')
@@ -30,7 +33,9 @@ export async function main(argv: string[]): Promise<void> {
     .requiredOption('--server <url>', 'the server URL', process.env.TORUS_SERVER)
     .option('--token <token>', 'agent token (TORUS_AGENT_TOKEN)', process.env.TORUS_AGENT_TOKEN)
     .option('--resource-class <class...>', 'resource classes to claim from', ['machine:*'])
-    .addOption(new Option('--sandbox <mode>', 'sandbox for steps').choices(['auto', 'bwrap', 'none']).default('auto'))
+    .addOption(
+      new Option('--sandbox <mode>', 'sandbox for steps').choices(['auto', 'bwrap', 'none']).default('auto'),
+    )
     .option('--work-dir <dir>', 'where task directories are made')
     .option('--name <name>', 'agent name', hostname())
     .option('--local', 'started by a server: finish the current task and exit when the server goes away')
@@ -62,7 +67,9 @@ export async function main(argv: string[]): Promise<void> {
           // or this agent would outlive its server for good.
           if (process.connected) process.once('disconnect', () => drain.abort());
           else {
-            logger.warn('started with --local but the server process that started this agent is already gone: exiting');
+            logger.warn(
+              'started with --local but the server process that started this agent is already gone: exiting',
+            );
             drain.abort();
           }
           // and should the channel outlive the server (its end held by another process), being
@@ -70,7 +77,10 @@ export async function main(argv: string[]): Promise<void> {
           const parent = process.ppid;
           const watch = setInterval(() => {
             if (process.ppid === parent) return;
-            logger.warn({ parent }, 'the server process that started this agent is gone: finishing the current task, then exiting');
+            logger.warn(
+              { parent },
+              'the server process that started this agent is gone: finishing the current task, then exiting',
+            );
             drain.abort();
             clearInterval(watch);
           }, 1_000);

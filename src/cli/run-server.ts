@@ -7,7 +7,9 @@ import { runDemoPipeline } from './demo.js';
 export async function runServerCommand(settings: Settings, opts: { demo: boolean }): Promise<void> {
   const server = await startServer(settings);
   const out = (line: string) => process.stdout.write(line + '\n');
-  out(`Torus is serving at ${settings.url} (data: ${settings.databaseUrl ? 'PostgreSQL' : settings.dataDir})`);
+  out(
+    `Torus is serving at ${settings.url} (data: ${settings.databaseUrl ? 'PostgreSQL' : settings.dataDir})`,
+  );
   if (server.newAdminToken) {
     out(`Admin API token (shown once, keep it): ${server.newAdminToken}`);
   } else if (settings.adminToken) {

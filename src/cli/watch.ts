@@ -33,10 +33,23 @@ interface V11Job {
 }
 
 const FINAL_WORKFLOW = new Set(['success', 'failed', 'error', 'canceled', 'not_run', 'unauthorized']);
-const FINAL_JOB = new Set(['success', 'failed', 'timedout', 'infrastructure_fail', 'canceled', 'not_run', 'unauthorized', 'terminated-unknown']);
+const FINAL_JOB = new Set([
+  'success',
+  'failed',
+  'timedout',
+  'infrastructure_fail',
+  'canceled',
+  'not_run',
+  'unauthorized',
+  'terminated-unknown',
+]);
 const POLL_MS = 400;
 
-export async function watchPipeline(client: ApiClient, pipelineId: string, print: (line: string) => void): Promise<boolean> {
+export async function watchPipeline(
+  client: ApiClient,
+  pipelineId: string,
+  print: (line: string) => void,
+): Promise<boolean> {
   const jobStatus = new Map<string, string>();
   // printed message count per job/step/index, so each output line is shown once
   const printed = new Map<string, number>();
@@ -60,7 +73,8 @@ export async function watchPipeline(client: ApiClient, pipelineId: string, print
           jobStatus.set(j.id, j.status);
           print(`[${key}] ${j.status}${j.job_number ? ` (job #${j.job_number})` : ''}`);
         }
-        if (j.job_number && j.status === 'queued') await printWaitReasons(client, p.project_slug, j.job_number, key, printed, print);
+        if (j.job_number && j.status === 'queued')
+          await printWaitReasons(client, p.project_slug, j.job_number, key, printed, print);
         if (j.job_number && (j.status === 'running' || FINAL_JOB.has(j.status))) {
           await printNewOutput(client, p.project_slug, j.job_number, key, printed, print);
         }
@@ -83,7 +97,9 @@ async function printWaitReasons(
   printed: Map<string, number>,
   print: (line: string) => void,
 ): Promise<void> {
-  const details = await client.get<{ messages?: Array<{ type: string; message: string }> }>(`/api/v2/project/${slug}/job/${jobNumber}`);
+  const details = await client.get<{ messages?: Array<{ type: string; message: string }> }>(
+    `/api/v2/project/${slug}/job/${jobNumber}`,
+  );
   for (const m of details.messages ?? []) {
     const key = `${jobNumber}:msg:${m.message}`;
     if (printed.has(key)) continue;
@@ -111,8 +127,13 @@ async function printNewOutput(
       const key = `${jobNumber}:${a.step}:${a.index}`;
       const seen = printed.get(key) ?? 0;
       if (seen < 0) continue;
-      const messages = await client.get<Array<{ type: string; message: string }>>(new URL(a.output_url).pathname + new URL(a.output_url).search);
-      const text = messages.slice(seen).map((m) => m.message).join('');
+      const messages = await client.get<Array<{ type: string; message: string }>>(
+        new URL(a.output_url).pathname + new URL(a.output_url).search,
+      );
+      const text = messages
+        .slice(seen)
+        .map((m) => m.message)
+        .join('');
       if (seen === 0 && (messages.length > 0 || a.status !== 'running')) print(`[${label}] ▸ ${a.name}`);
       for (const line of text.split('\n')) if (line.length > 0) print(`[${label}]   ${line}`);
       printed.set(key, a.status === 'running' ? messages.length : -1);

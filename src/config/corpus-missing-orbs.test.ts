@@ -29,15 +29,22 @@ describe.skipIf(!present)('corpus configs whose orbs the corpus lacks', () => {
       for (const e of unknown) {
         // e.g. `orb circleci/node@5.2.0 (alias "node") is not available … torus admin import-orb circleci/node@5.2.0`
         const text = `${e.message} ${e.hint ?? ''}`;
-        const ref = /torus admin import-orb (\S+?)\)?$/m.exec(text)?.[1] ?? /torus admin import-orb (\S+)/.exec(text)?.[1];
+        const ref =
+          /torus admin import-orb (\S+?)\)?$/m.exec(text)?.[1] ??
+          /torus admin import-orb (\S+)/.exec(text)?.[1];
         expect(ref, text).toBeTruthy();
         expect(text).toContain(`orb ${ref!.replace(/[).,]+$/, '')} (`);
       }
       // the missing reference the index names is among those reported
       const missing = row.orbs.map((o) => o.split('=')[1]!).filter((ref) => !corpusResolvesAll([`x=${ref}`]));
       const reported = unknown.map((e) => e.message).join('\n');
-      expect(missing.some((ref) => reported.includes(ref.replace(/@volatile$/, ''))), `${row.file}: ${reported}`).toBe(true);
+      expect(
+        missing.some((ref) => reported.includes(ref.replace(/@volatile$/, ''))),
+        `${row.file}: ${reported}`,
+      ).toBe(true);
     }
-    console.log(`corpus configs needing an orb the corpus lacks: ${rows.length}, each refused naming the orb`);
+    console.log(
+      `corpus configs needing an orb the corpus lacks: ${rows.length}, each refused naming the orb`,
+    );
   });
 });

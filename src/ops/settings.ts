@@ -38,7 +38,10 @@ interface Key {
 function int(name: string, raw: string, min: number): number {
   const n = Number(raw);
   if (!Number.isInteger(n) || n < min) {
-    throw new TorusError('TORUS_E_SETTINGS', `${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`);
+    throw new TorusError(
+      'TORUS_E_SETTINGS',
+      `${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`,
+    );
   }
   return n;
 }
@@ -50,15 +53,27 @@ const KEYS: Key[] = [
   { env: 'TORUS_DATA_DIR', yaml: 'data_dir', apply: (s, v) => (s.dataDir = resolve(v)) },
   { env: 'TORUS_DATABASE_URL', yaml: 'database_url', apply: (s, v) => (s.databaseUrl = v || undefined) },
   { env: 'TORUS_ADMIN_TOKEN', yaml: 'admin_token', apply: (s, v) => (s.adminToken = v || undefined) },
-  { env: 'TORUS_LOCAL_AGENTS', yaml: 'local_agents', apply: (s, v) => (s.localAgents = int('TORUS_LOCAL_AGENTS', v, 0)) },
+  {
+    env: 'TORUS_LOCAL_AGENTS',
+    yaml: 'local_agents',
+    apply: (s, v) => (s.localAgents = int('TORUS_LOCAL_AGENTS', v, 0)),
+  },
   {
     env: 'TORUS_LOCAL_AGENT_CLASSES',
     yaml: 'local_agent_classes',
-    apply: (s, v) => (s.localAgentClasses = v.split(',').map((x) => x.trim()).filter(Boolean)),
+    apply: (s, v) =>
+      (s.localAgentClasses = v
+        .split(',')
+        .map((x) => x.trim())
+        .filter(Boolean)),
   },
   { env: 'TORUS_LOG_LEVEL', yaml: 'log_level', apply: (s, v) => (s.logLevel = v) },
   { env: 'TORUS_LEASE_MS', yaml: 'lease_ms', apply: (s, v) => (s.leaseMs = int('TORUS_LEASE_MS', v, 100)) },
-  { env: 'TORUS_HEARTBEAT_MS', yaml: 'heartbeat_ms', apply: (s, v) => (s.heartbeatMs = int('TORUS_HEARTBEAT_MS', v, 20)) },
+  {
+    env: 'TORUS_HEARTBEAT_MS',
+    yaml: 'heartbeat_ms',
+    apply: (s, v) => (s.heartbeatMs = int('TORUS_HEARTBEAT_MS', v, 20)),
+  },
   {
     env: 'TORUS_MAX_LEASE_REQUEUES',
     yaml: 'max_lease_requeues',
@@ -69,7 +84,10 @@ const KEYS: Key[] = [
     yaml: 'sandbox',
     apply: (s, v) => {
       if (v !== 'auto' && v !== 'bwrap' && v !== 'none') {
-        throw new TorusError('TORUS_E_SETTINGS', `TORUS_SANDBOX must be auto, bwrap or none, got ${JSON.stringify(v)}`);
+        throw new TorusError(
+          'TORUS_E_SETTINGS',
+          `TORUS_SANDBOX must be auto, bwrap or none, got ${JSON.stringify(v)}`,
+        );
       }
       s.sandbox = v;
     },
@@ -95,7 +113,10 @@ export function defaultSettings(): Settings {
 }
 
 /** Reads `torus.yaml` (TORUS_CONFIG, else ./torus.yaml when present) and the environment. */
-export function loadSettings(env: NodeJS.ProcessEnv = process.env, overrides: Partial<Settings> = {}): Settings {
+export function loadSettings(
+  env: NodeJS.ProcessEnv = process.env,
+  overrides: Partial<Settings> = {},
+): Settings {
   const s = defaultSettings();
   const file = env.TORUS_CONFIG ?? (existsSync('torus.yaml') ? 'torus.yaml' : undefined);
   if (file) {

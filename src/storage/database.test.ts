@@ -14,7 +14,9 @@ for (const kind of databaseKinds()) {
     });
 
     it('has applied every migration', async () => {
-      const { rows } = await db.query<{ version: number }>('SELECT version FROM schema_migrations ORDER BY version');
+      const { rows } = await db.query<{ version: number }>(
+        'SELECT version FROM schema_migrations ORDER BY version',
+      );
       expect(rows.map((r) => r.version)).toEqual(loadMigrations().map((m) => m.version));
     });
 
@@ -22,7 +24,11 @@ for (const kind of databaseKinds()) {
       const { rows } = await db.query<{ j: unknown; t: Date; n: number }>(
         `SELECT '{"a":[1,"x"]}'::jsonb AS j, '2026-01-02T03:04:05Z'::timestamptz AS t, 9007199254740991::int8 AS n`,
       );
-      expect(rows[0]).toEqual({ j: { a: [1, 'x'] }, t: new Date('2026-01-02T03:04:05Z'), n: 9007199254740991 });
+      expect(rows[0]).toEqual({
+        j: { a: [1, 'x'] },
+        t: new Date('2026-01-02T03:04:05Z'),
+        n: 9007199254740991,
+      });
     });
 
     it('rolls back a transaction that throws', async () => {
@@ -33,7 +39,9 @@ for (const kind of databaseKinds()) {
           throw new Error('boom');
         }),
       ).rejects.toThrow('boom');
-      const { rows } = await db.query<{ key: string }>(`SELECT key FROM settings WHERE key IN ('keep','gone')`);
+      const { rows } = await db.query<{ key: string }>(
+        `SELECT key FROM settings WHERE key IN ('keep','gone')`,
+      );
       expect(rows.map((r) => r.key)).toEqual(['keep']);
     });
 

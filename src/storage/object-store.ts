@@ -29,7 +29,12 @@ export interface ObjectStore {
 /** Keys are '/'-separated; '..' segments, empty segments and absolute keys are refused. */
 export function assertValidKey(key: string): void {
   const parts = key.split('/');
-  if (key.length === 0 || key.length > 1024 || parts.some((p) => p === '' || p === '.' || p === '..') || key.includes('\0')) {
+  if (
+    key.length === 0 ||
+    key.length > 1024 ||
+    parts.some((p) => p === '' || p === '.' || p === '..') ||
+    key.includes('\0')
+  ) {
     throw new Error(`invalid object key ${JSON.stringify(key)}`);
   }
 }
@@ -46,7 +51,8 @@ export class FsObjectStore implements ObjectStore {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
     const tmp = `${target}.${randomUUID()}.partial`;
-    const source = typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([Buffer.from(body)]) : body;
+    const source =
+      typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([Buffer.from(body)]) : body;
     try {
       await pipeline(source, createWriteStream(tmp));
       await rename(tmp, target);

@@ -21,7 +21,10 @@ export class PostgresDatabase implements Database {
     return new PostgresDatabase(pool);
   }
 
-  async query<R = Record<string, unknown>>(sql: string, params: readonly unknown[] = []): Promise<QueryResult<R>> {
+  async query<R = Record<string, unknown>>(
+    sql: string,
+    params: readonly unknown[] = [],
+  ): Promise<QueryResult<R>> {
     return toResult<R>(await this.pool.query(sql, params as unknown[]));
   }
 

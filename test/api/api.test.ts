@@ -22,11 +22,20 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
   let adminToken: string;
 
   /** Injects a request with the admin's token; with `op`, checks the JSON answer against the spec. */
-  async function call(method: InjectOptions['method'], url: string, opts: { op?: string; body?: unknown; token?: string | null } = {}) {
+  async function call(
+    method: InjectOptions['method'],
+    url: string,
+    opts: { op?: string; body?: unknown; token?: string | null } = {},
+  ) {
     const headers: Record<string, string> = {};
     const token = opts.token === undefined ? adminToken : opts.token;
     if (token) headers['circle-token'] = token;
-    const r = await app.inject({ method, url, headers, ...(opts.body !== undefined ? { payload: opts.body as object } : {}) });
+    const r = await app.inject({
+      method,
+      url,
+      headers,
+      ...(opts.body !== undefined ? { payload: opts.body as object } : {}),
+    });
     const json = r.headers['content-type']?.toString().includes('application/json') ? r.json() : undefined;
     if (opts.op) openapi.assertResponse(opts.op, r.statusCode, json);
     return { status: r.statusCode, json, headers: r.headers, body: r.body };
@@ -69,14 +78,21 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       expect(paths['/context']).toBeUndefined();
       expect(paths['/schedule/{schedule-id}']).toBeUndefined();
       // path items are the spec's own objects
-      expect(paths['/workflow/{id}/job']).toEqual((openapi.spec.paths as Record<string, unknown>)['/workflow/{id}/job']);
+      expect(paths['/workflow/{id}/job']).toEqual(
+        (openapi.spec.paths as Record<string, unknown>)['/workflow/{id}/job'],
+      );
     });
   });
 
   describe('authentication and errors', () => {
     it('accepts the token as Circle-Token, basic user, bearer and query parameter', async () => {
       const basic = Buffer.from(`${adminToken}:`).toString('base64');
-      for (const headers of [{ 'circle-token': adminToken }, { authorization: `Basic ${basic}` }, { authorization: `Bearer ${adminToken}` }, {}]) {
+      for (const headers of [
+        { 'circle-token': adminToken },
+        { authorization: `Basic ${basic}` },
+        { authorization: `Bearer ${adminToken}` },
+        {},
+      ]) {
         const url = Object.keys(headers).length ? '/api/v2/me' : `/api/v2/me?circle-token=${adminToken}`;
         const r = await app.inject({ method: 'GET', url, headers });
         expect(r.statusCode).toBe(200);
@@ -104,7 +120,9 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       const r = await call('GET', '/api/v2/nothing-here');
       expect(r.status).toBe(404);
       expect(typeof r.json.message).toBe('string');
-      expect((await call('GET', '/api/v2/project/circleci/nope/nope', { op: 'getProjectBySlug' })).json).toEqual({ message: 'Project not found' });
+      expect(
+        (await call('GET', '/api/v2/project/circleci/nope/nope', { op: 'getProjectBySlug' })).json,
+      ).toEqual({ message: 'Project not found' });
       expect((await call('GET', '/api/v2/pipeline/not-a-uuid')).status).toBe(404);
       expect((await call('GET', `/api/v2/workflow/${admin.id}`)).status).toBe(404);
     });
@@ -138,18 +156,30 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       });
       expect(engine.calls[0]).toEqual({
         op: 'createProject',
-        args: [{ orgName: 'acme', name: 'widget', vcsUrl: 'file:///srv/git/widget.git', defaultBranch: 'trunk' }],
+        args: [
+          { orgName: 'acme', name: 'widget', vcsUrl: 'file:///srv/git/widget.git', defaultBranch: 'trunk' },
+        ],
       });
-      const bare = await call('POST', '/api/v2/organization/acme/project', { op: 'createProject', body: { vcs_url: 'file:///srv/git/gadget.git' } });
+      const bare = await call('POST', '/api/v2/organization/acme/project', {
+        op: 'createProject',
+        body: { vcs_url: 'file:///srv/git/gadget.git' },
+      });
       expect(bare.json.slug).toBe('circleci/acme/gadget');
 
-      for (const url of ['/api/v2/project/circleci/acme/widget', '/api/v2/project/circleci%2Facme%2Fwidget', '/api/v2/project/gh/acme/widget']) {
+      for (const url of [
+        '/api/v2/project/circleci/acme/widget',
+        '/api/v2/project/circleci%2Facme%2Fwidget',
+        '/api/v2/project/gh/acme/widget',
+      ]) {
         const g = await call('GET', url, { op: 'getProjectBySlug' });
         expect(g.status).toBe(200);
         expect(g.json.id).toBe(r.json.id);
       }
       const list = await call('GET', '/api/v2/torus/projects');
-      expect(list.json.items.map((p: { slug: string }) => p.slug)).toEqual(['circleci/acme/gadget', 'circleci/acme/widget']);
+      expect(list.json.items.map((p: { slug: string }) => p.slug)).toEqual([
+        'circleci/acme/gadget',
+        'circleci/acme/widget',
+      ]);
     });
 
     it('requires vcs_url', async () => {
@@ -164,13 +194,24 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       const t = (await accounts.createToken(alice.id, 'test')).token;
       expect((await call('GET', '/api/v2/project/circleci/acme/widget', { token: t })).status).toBe(404);
       expect((await call('GET', '/api/v2/torus/projects', { token: t })).json.items).toEqual([]);
-      const forbidden = await call('POST', '/api/v2/organization/acme/project', { token: t, body: { vcs_url: 'file:///x/y.git' } });
+      const forbidden = await call('POST', '/api/v2/organization/acme/project', {
+        token: t,
+        body: { vcs_url: 'file:///x/y.git' },
+      });
       expect(forbidden.status).toBe(403);
 
-      const local = await call('POST', '/api/v2/organization/alices/project', { token: t, body: { vcs_url: 'file:///srv/secret.git' } });
+      const local = await call('POST', '/api/v2/organization/alices/project', {
+        token: t,
+        body: { vcs_url: 'file:///srv/secret.git' },
+      });
       expect(local.status).toBe(403);
-      expect(local.json.message).toMatch(/Only administrators may add a repository from the server's filesystem/);
-      const own = await call('POST', '/api/v2/organization/alices/project', { token: t, body: { vcs_url: 'https://git.example.com/x/tool.git' } });
+      expect(local.json.message).toMatch(
+        /Only administrators may add a repository from the server's filesystem/,
+      );
+      const own = await call('POST', '/api/v2/organization/alices/project', {
+        token: t,
+        body: { vcs_url: 'https://git.example.com/x/tool.git' },
+      });
       expect(own.status).toBe(200);
       expect(await accounts.memberRole(own.json.organization_id, alice.id)).toBe('admin');
       expect((await call('GET', '/api/v2/project/circleci/alices/tool', { token: t })).status).toBe(200);
@@ -194,9 +235,20 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       expect(r.json).toMatchObject({ state: 'created', number: 2 });
       expect(engine.calls.at(-1)).toEqual({
         op: 'triggerPipeline',
-        args: [{ projectId: s.projectId, branch: 'main', parameters: { deploy: true, count: 3, target: 'prod' }, actorId: admin.id, triggerType: 'api' }],
+        args: [
+          {
+            projectId: s.projectId,
+            branch: 'main',
+            parameters: { deploy: true, count: 3, target: 'prod' },
+            actorId: admin.id,
+            triggerType: 'api',
+          },
+        ],
       });
-      const tag = await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', { op: 'triggerPipeline', body: { tag: 'v1.0.0' } });
+      const tag = await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', {
+        op: 'triggerPipeline',
+        body: { tag: 'v1.0.0' },
+      });
       expect(tag.status).toBe(201);
       expect(engine.calls.at(-1)?.args[0]).toMatchObject({ tag: 'v1.0.0' });
       expect(engine.calls.at(-1)?.args[0]).not.toHaveProperty('branch');
@@ -214,13 +266,20 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         [[1, 2], /must be an object/],
       ];
       for (const [parameters, message] of cases) {
-        const r = await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', { body: { parameters } });
+        const r = await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', {
+          body: { parameters },
+        });
         expect(r.status, JSON.stringify(parameters).slice(0, 60)).toBe(400);
         expect(r.json.message).toMatch(message);
       }
       const ok = Object.fromEntries(Array.from({ length: 100 }, (_, i) => [`p${i}`, 'x'.repeat(512)]));
-      expect((await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', { body: { parameters: ok } })).status).toBe(201);
-      const both = await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', { body: { branch: 'a', tag: 'b' } });
+      expect(
+        (await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', { body: { parameters: ok } }))
+          .status,
+      ).toBe(201);
+      const both = await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', {
+        body: { branch: 'a', tag: 'b' },
+      });
       expect(both.status).toBe(400);
       expect(both.json.message).toMatch(/mutually exclusive/);
     });
@@ -233,39 +292,66 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         state: 'pending',
         project_slug: 'circleci/acme/widget',
         trigger: { type: 'api', actor: { login: 'admin' } },
-        vcs: { branch: 'main', revision: 'abc123abc123abc123abc123abc123abc123abcd', commit: { subject: 'Add widget' } },
+        vcs: {
+          branch: 'main',
+          revision: 'abc123abc123abc123abc123abc123abc123abcd',
+          commit: { subject: 'Add widget' },
+        },
       });
-      const byNumber = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline/1', { op: 'getPipelineByNumber' });
+      const byNumber = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline/1', {
+        op: 'getPipelineByNumber',
+      });
       expect(byNumber.json).toEqual(byId.json);
       expect((await call('GET', '/api/v2/project/circleci/acme/widget/pipeline/7')).status).toBe(404);
-      const config = await call('GET', `/api/v2/pipeline/${s.pipelineId}/config`, { op: 'getPipelineConfigById' });
+      const config = await call('GET', `/api/v2/pipeline/${s.pipelineId}/config`, {
+        op: 'getPipelineConfigById',
+      });
       expect(config.json).toEqual({ source: 'version: 2.1', compiled: 'version: 2' });
-      const wfs = await call('GET', `/api/v2/pipeline/${s.pipelineId}/workflow`, { op: 'listWorkflowsByPipelineId' });
-      expect(wfs.json).toMatchObject({ items: [{ id: s.workflowId, name: 'build-test', status: 'running', pipeline_number: 1 }], next_page_token: null });
+      const wfs = await call('GET', `/api/v2/pipeline/${s.pipelineId}/workflow`, {
+        op: 'listWorkflowsByPipelineId',
+      });
+      expect(wfs.json).toMatchObject({
+        items: [{ id: s.workflowId, name: 'build-test', status: 'running', pipeline_number: 1 }],
+        next_page_token: null,
+      });
     });
 
     it('lists pipelines newest first, filtered by branch, in pages', async () => {
       for (let i = 0; i < 24; i++) {
-        await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', { body: { branch: i % 2 ? 'feature' : 'main' } });
+        await call('POST', '/api/v2/project/circleci/acme/widget/pipeline', {
+          body: { branch: i % 2 ? 'feature' : 'main' },
+        });
       }
-      const first = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline', { op: 'listPipelinesForProject' });
+      const first = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline', {
+        op: 'listPipelinesForProject',
+      });
       expect(first.json.items).toHaveLength(20);
       expect(first.json.items[0].number).toBe(25);
       expect(first.json.next_page_token).toEqual(expect.any(String));
-      const second = await call('GET', `/api/v2/project/circleci/acme/widget/pipeline?page-token=${first.json.next_page_token}`, {
-        op: 'listPipelinesForProject',
-      });
+      const second = await call(
+        'GET',
+        `/api/v2/project/circleci/acme/widget/pipeline?page-token=${first.json.next_page_token}`,
+        {
+          op: 'listPipelinesForProject',
+        },
+      );
       expect(second.json.items.map((p: { number: number }) => p.number)).toEqual([5, 4, 3, 2, 1]);
       expect(second.json.next_page_token).toBeNull();
-      const feature = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline?branch=feature', { op: 'listPipelinesForProject' });
+      const feature = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline?branch=feature', {
+        op: 'listPipelinesForProject',
+      });
       expect(feature.json.items).toHaveLength(12);
-      expect(feature.json.items.every((p: { vcs: { branch: string } }) => p.vcs.branch === 'feature')).toBe(true);
+      expect(feature.json.items.every((p: { vcs: { branch: string } }) => p.vcs.branch === 'feature')).toBe(
+        true,
+      );
       const bad = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline?page-token=garbage');
       expect(bad.status).toBe(400);
       expect(bad.json.message).toMatch(/page-token/);
       const all = await call('GET', '/api/v2/pipeline?org-slug=circleci/acme', { op: 'listPipelines' });
       expect(all.json.items).toHaveLength(20);
-      const mine = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline/mine', { op: 'listMyPipelines' });
+      const mine = await call('GET', '/api/v2/project/circleci/acme/widget/pipeline/mine', {
+        op: 'listMyPipelines',
+      });
       expect(mine.json.items[0].number).toBe(25);
     });
   });
@@ -282,9 +368,16 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         op: 'continuePipeline',
         args: [{ continuationKey: 'good-key', configuration: 'version: 2.1', parameters: { deploy: true } }],
       });
-      const wrong = await call('POST', '/api/v2/pipeline/continue', { token: null, op: 'continuePipeline', body: { 'continuation-key': 'nope', configuration: '' } });
+      const wrong = await call('POST', '/api/v2/pipeline/continue', {
+        token: null,
+        op: 'continuePipeline',
+        body: { 'continuation-key': 'nope', configuration: '' },
+      });
       expect(wrong.status).toBe(401);
-      const missing = await call('POST', '/api/v2/pipeline/continue', { token: null, body: { configuration: 'x' } });
+      const missing = await call('POST', '/api/v2/pipeline/continue', {
+        token: null,
+        body: { configuration: 'x' },
+      });
       expect(missing.status).toBe(400);
       expect(missing.json.message).toMatch(/continuation-key is required/);
       const params = await call('POST', '/api/v2/pipeline/continue', {
@@ -303,10 +396,22 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
 
     it('reads a workflow and its jobs with dependencies and requires by job id', async () => {
       const wf = await call('GET', `/api/v2/workflow/${s.workflowId}`, { op: 'getWorkflowById' });
-      expect(wf.json).toMatchObject({ id: s.workflowId, pipeline_id: s.pipelineId, started_by: admin.id, stopped_at: null });
+      expect(wf.json).toMatchObject({
+        id: s.workflowId,
+        pipeline_id: s.pipelineId,
+        started_by: admin.id,
+        stopped_at: null,
+      });
       const jobs = await call('GET', `/api/v2/workflow/${s.workflowId}/job`, { op: 'listWorkflowJobs' });
       const byName = Object.fromEntries(jobs.json.items.map((j: { name: string }) => [j.name, j]));
-      expect(byName.build).toMatchObject({ id: s.buildJobId, type: 'build', status: 'running', job_number: 1, dependencies: [], requires: {} });
+      expect(byName.build).toMatchObject({
+        id: s.buildJobId,
+        type: 'build',
+        status: 'running',
+        job_number: 1,
+        dependencies: [],
+        requires: {},
+      });
       expect(byName.hold).toMatchObject({
         type: 'approval',
         status: 'on_hold',
@@ -323,27 +428,55 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
     });
 
     it('approves, cancels and reruns through the engine', async () => {
-      const ok = await call('POST', `/api/v2/workflow/${s.workflowId}/approve/${s.approvalRequestId}`, { op: 'approvePendingApprovalJobById' });
+      const ok = await call('POST', `/api/v2/workflow/${s.workflowId}/approve/${s.approvalRequestId}`, {
+        op: 'approvePendingApprovalJobById',
+      });
       expect(ok.status).toBe(202);
-      expect(engine.calls.at(-1)).toEqual({ op: 'approveJob', args: [s.workflowId, s.approvalRequestId, admin.id] });
-      expect((await call('POST', `/api/v2/workflow/${s.workflowId}/cancel`, { op: 'cancelWorkflow' })).status).toBe(202);
+      expect(engine.calls.at(-1)).toEqual({
+        op: 'approveJob',
+        args: [s.workflowId, s.approvalRequestId, admin.id],
+      });
+      expect(
+        (await call('POST', `/api/v2/workflow/${s.workflowId}/cancel`, { op: 'cancelWorkflow' })).status,
+      ).toBe(202);
       expect(engine.calls.at(-1)).toEqual({ op: 'cancelWorkflow', args: [s.workflowId, admin.id] });
 
-      const rerun = await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, { op: 'rerunWorkflow', body: { from_failed: true } });
+      const rerun = await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, {
+        op: 'rerunWorkflow',
+        body: { from_failed: true },
+      });
       expect(rerun.status).toBe(202);
       expect(rerun.json).toEqual({ workflow_id: '11111111-1111-4111-8111-111111111111' });
-      expect(engine.calls.at(-1)).toEqual({ op: 'rerunWorkflow', args: [s.workflowId, { fromFailed: true, jobs: undefined, actorId: admin.id }] });
-      await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, { op: 'rerunWorkflow', body: { jobs: [s.testJobId], sparse_tree: true } });
+      expect(engine.calls.at(-1)).toEqual({
+        op: 'rerunWorkflow',
+        args: [s.workflowId, { fromFailed: true, jobs: undefined, actorId: admin.id }],
+      });
+      await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, {
+        op: 'rerunWorkflow',
+        body: { jobs: [s.testJobId], sparse_tree: true },
+      });
       expect(engine.calls.at(-1)?.args[1]).toMatchObject({ jobs: [s.testJobId] });
-      const ssh = await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, { body: { enable_ssh: true, jobs: [s.testJobId] } });
+      const ssh = await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, {
+        body: { enable_ssh: true, jobs: [s.testJobId] },
+      });
       expect(ssh.status).toBe(400);
       expect(ssh.json.message).toMatch(/enable_ssh is not supported/);
-      const both = await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, { body: { from_failed: true, jobs: [s.testJobId] } });
+      const both = await call('POST', `/api/v2/workflow/${s.workflowId}/rerun`, {
+        body: { from_failed: true, jobs: [s.testJobId] },
+      });
       expect(both.status).toBe(400);
 
-      expect((await call('POST', '/api/v2/project/circleci/acme/widget/job/2/cancel', { op: 'cancelJobByJobNumber' })).status).toBe(200);
+      expect(
+        (
+          await call('POST', '/api/v2/project/circleci/acme/widget/job/2/cancel', {
+            op: 'cancelJobByJobNumber',
+          })
+        ).status,
+      ).toBe(200);
       expect(engine.calls.at(-1)).toEqual({ op: 'cancelJob', args: [s.testJobId, admin.id] });
-      expect((await call('POST', `/api/v2/jobs/${s.buildJobId}/cancel`, { op: 'cancelJobByJobID' })).status).toBe(200);
+      expect(
+        (await call('POST', `/api/v2/jobs/${s.buildJobId}/cancel`, { op: 'cancelJobByJobID' })).status,
+      ).toBe(200);
       expect(engine.calls.at(-1)).toEqual({ op: 'cancelJob', args: [s.buildJobId, admin.id] });
     });
 
@@ -359,7 +492,9 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
           { index: 1, status: 'queued' },
         ],
         executor: { type: 'machine', resource_class: 'machine:medium' },
-        messages: [{ type: 'info', message: 'No agent serves resource class machine:medium yet.', reason: 'no_agent' }],
+        messages: [
+          { type: 'info', message: 'No agent serves resource class machine:medium yet.', reason: 'no_agent' },
+        ],
         latest_workflow: { id: s.workflowId, name: 'build-test' },
         pipeline: { id: s.pipelineId },
         organization: { name: 'acme' },
@@ -368,8 +503,15 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         duration: null,
         web_url: `http://torus.test/pipelines/circleci/acme/widget/1/workflows/${s.workflowId}/jobs/2`,
       });
-      const running = await call('GET', '/api/v2/project/circleci%2Facme%2Fwidget/job/1', { op: 'getJobDetails' });
-      expect(running.json).toMatchObject({ status: 'running', messages: [], contexts: [{ name: 'deploy-creds' }], parallel_runs: [{ index: 0, status: 'running' }] });
+      const running = await call('GET', '/api/v2/project/circleci%2Facme%2Fwidget/job/1', {
+        op: 'getJobDetails',
+      });
+      expect(running.json).toMatchObject({
+        status: 'running',
+        messages: [],
+        contexts: [{ name: 'deploy-creds' }],
+        parallel_runs: [{ index: 0, status: 'running' }],
+      });
       expect((await call('GET', '/api/v2/project/circleci/acme/widget/job/99')).status).toBe(404);
     });
 
@@ -378,7 +520,14 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       scheduler.print(s.taskId, 3, 'warning: x\n', 'err');
       const r = await call('GET', '/api/v1.1/project/circleci/acme/widget/1');
       expect(r.status).toBe(200);
-      expect(r.json).toMatchObject({ build_num: 1, status: 'running', lifecycle: 'running', username: 'acme', reponame: 'widget', parallel: 1 });
+      expect(r.json).toMatchObject({
+        build_num: 1,
+        status: 'running',
+        lifecycle: 'running',
+        username: 'acme',
+        reponame: 'widget',
+        parallel: 1,
+      });
       expect(r.json.steps.map((st: { name: string }) => st.name)).toEqual([
         'Spin up environment',
         'Preparing environment variables',
@@ -386,9 +535,24 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         'Build',
       ]);
       const build = r.json.steps[3].actions[0];
-      expect(build).toMatchObject({ index: 0, step: 3, name: 'Build', status: 'running', bash_command: 'make build', has_output: true, exit_code: null });
-      expect(r.json.steps[2].actions[0]).toMatchObject({ status: 'success', exit_code: 0, run_time_millis: 1000, bash_command: null });
-      expect(build.output_url).toMatch(/^http:\/\/torus\.test\/api\/v1\.1\/project\/circleci\/acme\/widget\/1\/output\/3\/0\?exp=\d+&sig=[\w-]+$/);
+      expect(build).toMatchObject({
+        index: 0,
+        step: 3,
+        name: 'Build',
+        status: 'running',
+        bash_command: 'make build',
+        has_output: true,
+        exit_code: null,
+      });
+      expect(r.json.steps[2].actions[0]).toMatchObject({
+        status: 'success',
+        exit_code: 0,
+        run_time_millis: 1000,
+        bash_command: null,
+      });
+      expect(build.output_url).toMatch(
+        /^http:\/\/torus\.test\/api\/v1\.1\/project\/circleci\/acme\/widget\/1\/output\/3\/0\?exp=\d+&sig=[\w-]+$/,
+      );
       const signed = new URL(build.output_url as string);
       // like CircleCI's presigned URLs, it works as handed out, without a token
       const out = await call('GET', signed.pathname + signed.search, { token: null });
@@ -420,9 +584,12 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       scheduler.print(s.taskId, 3, 'before\n');
       const url = await app.listen({ port: 0, host: '127.0.0.1' });
       try {
-        const resp = await fetch(`${url}/api/v2/project/circleci/acme/widget/job/1/output?step=3&index=0&follow=true`, {
-          headers: { 'circle-token': adminToken },
-        });
+        const resp = await fetch(
+          `${url}/api/v2/project/circleci/acme/widget/job/1/output?step=3&index=0&follow=true`,
+          {
+            headers: { 'circle-token': adminToken },
+          },
+        );
         expect(resp.status).toBe(200);
         expect(resp.headers.get('content-type')).toMatch(/text\/event-stream/);
         const reader = resp.body!.getReader();
@@ -433,7 +600,10 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
           while (!pattern.test(buf)) {
             const left = deadline - Date.now();
             if (left <= 0) throw new Error(`no ${pattern} within ${ms} ms; got ${JSON.stringify(buf)}`);
-            const chunk = await Promise.race([reader.read(), new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), left))]);
+            const chunk = await Promise.race([
+              reader.read(),
+              new Promise<'timeout'>((r) => setTimeout(() => r('timeout'), left)),
+            ]);
             if (chunk === 'timeout') continue;
             if (chunk.done) break;
             buf += decoder.decode(chunk.value, { stream: true });
@@ -452,14 +622,19 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         expect(Math.min(...lags)).toBeLessThan(500);
         scheduler.endStep(s.taskId, 3);
         await next(/event: end/, 2000);
-        expect(buf).toMatch(/event: output\ndata: \{"seq":0,"type":"out","time":"[^"]+","message":"before\\n"\}/);
+        expect(buf).toMatch(
+          /event: output\ndata: \{"seq":0,"type":"out","time":"[^"]+","message":"before\\n"\}/,
+        );
         await reader.cancel();
         await waitFor(() => scheduler.followerCount() === 0, 2000);
 
         // A client that goes away mid-step leaves no subscription behind.
-        const other = await fetch(`${url}/api/v2/project/circleci/acme/widget/job/1/output?step=2&index=0&follow=true`, {
-          headers: { 'circle-token': adminToken },
-        });
+        const other = await fetch(
+          `${url}/api/v2/project/circleci/acme/widget/job/1/output?step=2&index=0&follow=true`,
+          {
+            headers: { 'circle-token': adminToken },
+          },
+        );
         const r2 = other.body!.getReader();
         await r2.read();
         await waitFor(() => scheduler.followerCount() === 1, 2000);
@@ -477,7 +652,9 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       const s = await seedPipeline(res, admin.id);
       const url = await app.listen({ port: 0, host: '127.0.0.1' });
       try {
-        const resp = await fetch(`${url}/api/v2/torus/pipeline/${s.pipelineId}/events`, { headers: { authorization: `Bearer ${adminToken}` } });
+        const resp = await fetch(`${url}/api/v2/torus/pipeline/${s.pipelineId}/events`, {
+          headers: { authorization: `Bearer ${adminToken}` },
+        });
         expect(resp.headers.get('content-type')).toMatch(/text\/event-stream/);
         const reader = resp.body!.getReader();
         const decoder = new TextDecoder();
@@ -498,7 +675,9 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
         await res.db.notify('torus_pipeline_changed', s.pipelineId);
         await readUntil(/"status":"success"/);
         await reader.cancel();
-        const gone = await fetch(`${url}/api/v2/torus/pipeline/${admin.id}/events`, { headers: { authorization: `Bearer ${adminToken}` } });
+        const gone = await fetch(`${url}/api/v2/torus/pipeline/${admin.id}/events`, {
+          headers: { authorization: `Bearer ${adminToken}` },
+        });
         expect(gone.status).toBe(404);
       } finally {
         await app.close();
@@ -531,13 +710,30 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
     it('lets admins create users whose first token works, and suspend them', async () => {
       const created = await call('POST', '/api/v2/torus/users', { body: { login: 'bob', name: 'Bob' } });
       expect(created.status).toBe(201);
-      expect(created.json).toMatchObject({ login: 'bob', name: 'Bob', role: 'member', suspended: false, token: { token: expect.stringMatching(/^[0-9a-f]{40}$/) } });
+      expect(created.json).toMatchObject({
+        login: 'bob',
+        name: 'Bob',
+        role: 'member',
+        suspended: false,
+        token: { token: expect.stringMatching(/^[0-9a-f]{40}$/) },
+      });
       const bobToken = created.json.token.token as string;
       expect((await call('GET', '/api/v2/me', { token: bobToken })).json.login).toBe('bob');
       expect((await call('GET', '/api/v2/torus/users', { token: bobToken })).status).toBe(403);
-      expect((await call('POST', '/api/v2/torus/users', { token: bobToken, body: { login: 'eve' } })).status).toBe(403);
-      expect((await call('POST', '/api/v2/torus/orgs', { token: bobToken, body: { name: 'evil' } })).status).toBe(403);
-      expect((await call('POST', '/api/v2/torus/agent-tokens', { token: bobToken, body: { resource_class: 'x/y' } })).status).toBe(403);
+      expect(
+        (await call('POST', '/api/v2/torus/users', { token: bobToken, body: { login: 'eve' } })).status,
+      ).toBe(403);
+      expect(
+        (await call('POST', '/api/v2/torus/orgs', { token: bobToken, body: { name: 'evil' } })).status,
+      ).toBe(403);
+      expect(
+        (
+          await call('POST', '/api/v2/torus/agent-tokens', {
+            token: bobToken,
+            body: { resource_class: 'x/y' },
+          })
+        ).status,
+      ).toBe(403);
       expect((await call('POST', '/api/v2/torus/users', { body: { login: 'bob' } })).status).toBe(409);
 
       expect((await call('POST', '/api/v2/torus/users/bob/suspend')).json.suspended).toBe(true);
@@ -551,9 +747,16 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
     it("lets users manage their own tokens, and admins anyone's", async () => {
       const bob = await accounts.createUser({ login: 'bob' });
       const bobToken = (await accounts.createToken(bob.id, 'first')).token;
-      const made = await call('POST', '/api/v2/torus/users/me/tokens', { token: bobToken, body: { label: 'laptop' } });
+      const made = await call('POST', '/api/v2/torus/users/me/tokens', {
+        token: bobToken,
+        body: { label: 'laptop' },
+      });
       expect(made.status).toBe(201);
-      expect(made.json).toMatchObject({ label: 'laptop', hint: (made.json.token as string).slice(0, 4), last_used_at: null });
+      expect(made.json).toMatchObject({
+        label: 'laptop',
+        hint: (made.json.token as string).slice(0, 4),
+        last_used_at: null,
+      });
       const list = await call('GET', '/api/v2/torus/users/me/tokens', { token: bobToken });
       expect(list.json.items.map((t: { label: string }) => t.label).sort()).toEqual(['first', 'laptop']);
       expect(JSON.stringify(list.json)).not.toContain(made.json.token);
@@ -562,7 +765,9 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       const revoke = await call('DELETE', `/api/v2/torus/users/bob/tokens/${made.json.id}`);
       expect(revoke.status).toBe(200);
       expect((await call('GET', '/api/v2/me', { token: made.json.token })).status).toBe(401);
-      expect((await call('DELETE', `/api/v2/torus/users/me/tokens/${made.json.id}`, { token: bobToken })).status).toBe(404);
+      expect(
+        (await call('DELETE', `/api/v2/torus/users/me/tokens/${made.json.id}`, { token: bobToken })).status,
+      ).toBe(404);
     });
 
     it('manages organizations and members', async () => {
@@ -572,15 +777,25 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       expect(org.status).toBe(201);
       expect(org.json).toMatchObject({ name: 'acme', slug: 'circleci/acme' });
       expect((await call('GET', '/api/v2/torus/orgs', { token: bobToken })).json.items).toEqual([]);
-      expect((await call('POST', '/api/v2/torus/orgs/acme/members', { body: { login: 'bob' } })).status).toBe(201);
-      expect((await call('GET', '/api/v2/torus/orgs', { token: bobToken })).json.items.map((o: { name: string }) => o.name)).toEqual(['acme']);
+      expect((await call('POST', '/api/v2/torus/orgs/acme/members', { body: { login: 'bob' } })).status).toBe(
+        201,
+      );
+      expect(
+        (await call('GET', '/api/v2/torus/orgs', { token: bobToken })).json.items.map(
+          (o: { name: string }) => o.name,
+        ),
+      ).toEqual(['acme']);
       const members = await call('GET', '/api/v2/torus/orgs/acme/members', { token: bobToken });
       expect(members.json.items).toMatchObject([{ login: 'bob', role: 'member' }]);
       // a plain member cannot change membership
-      expect((await call('DELETE', '/api/v2/torus/orgs/acme/members/bob', { token: bobToken })).status).toBe(403);
+      expect((await call('DELETE', '/api/v2/torus/orgs/acme/members/bob', { token: bobToken })).status).toBe(
+        403,
+      );
       expect((await call('DELETE', '/api/v2/torus/orgs/acme/members/bob')).status).toBe(200);
       expect((await call('GET', '/api/v2/torus/orgs/acme/members', { token: bobToken })).status).toBe(404);
-      const agent = await call('POST', '/api/v2/torus/agent-tokens', { body: { resource_class: 'acme/runner', name: 'r1' } });
+      const agent = await call('POST', '/api/v2/torus/agent-tokens', {
+        body: { resource_class: 'acme/runner', name: 'r1' },
+      });
       expect(agent.json).toMatchObject({ token: 'agent-acme/runner', resource_class: 'acme/runner' });
     });
   });

@@ -30,7 +30,16 @@ async function projectBy(db: Queryable, where: string, v: string): Promise<Proje
   );
   const p = r.rows[0];
   return p
-    ? { id: p.id, orgId: p.org_id, orgName: p.org_name, name: p.name, slug: p.slug, vcsUrl: p.vcs_url, defaultBranch: p.default_branch, createdAt: p.created_at }
+    ? {
+        id: p.id,
+        orgId: p.org_id,
+        orgName: p.org_name,
+        name: p.name,
+        slug: p.slug,
+        vcsUrl: p.vcs_url,
+        defaultBranch: p.default_branch,
+        createdAt: p.created_at,
+      }
     : null;
 }
 
@@ -43,26 +52,30 @@ export function fakeEngine(res: Resources): PipelineEngine & { calls: EngineCall
     calls,
     async createProject(input) {
       record('createProject', input);
-      const name = input.name ?? input.vcsUrl.split('/').pop()!.replace(/\.git$/, '');
+      const name =
+        input.name ??
+        input.vcsUrl
+          .split('/')
+          .pop()!
+          .replace(/\.git$/, '');
       const slug = `circleci/${input.orgName}/${name}`;
-      if (await projectBy(db, 'p.slug = $1', slug)) throw new TorusError('TORUS_E_CONFLICT', `project ${slug} already exists`);
-      await db.query(`INSERT INTO organizations (id, name, slug) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING`, [
-        ids.uuid(),
-        input.orgName,
+      if (await projectBy(db, 'p.slug = $1', slug))
+        throw new TorusError('TORUS_E_CONFLICT', `project ${slug} already exists`);
+      await db.query(
+        `INSERT INTO organizations (id, name, slug) VALUES ($1, $2, $3) ON CONFLICT (slug) DO NOTHING`,
+        [ids.uuid(), input.orgName, `circleci/${input.orgName}`],
+      );
+      const org = await db.query<{ id: string }>('SELECT id FROM organizations WHERE slug = $1', [
         `circleci/${input.orgName}`,
       ]);
-      const org = await db.query<{ id: string }>('SELECT id FROM organizations WHERE slug = $1', [`circleci/${input.orgName}`]);
-      await db.query('INSERT INTO projects (id, org_id, name, slug, vcs_url, default_branch) VALUES ($1, $2, $3, $4, $5, $6)', [
-        ids.uuid(),
-        org.rows[0]!.id,
-        name,
-        slug,
-        input.vcsUrl,
-        input.defaultBranch ?? 'main',
-      ]);
+      await db.query(
+        'INSERT INTO projects (id, org_id, name, slug, vcs_url, default_branch) VALUES ($1, $2, $3, $4, $5, $6)',
+        [ids.uuid(), org.rows[0]!.id, name, slug, input.vcsUrl, input.defaultBranch ?? 'main'],
+      );
       return (await projectBy(db, 'p.slug = $1', slug))!;
     },
-    getProject: (slugOrId) => projectBy(db, /^[0-9a-f-]{36}$/.test(slugOrId) ? 'p.id = $1' : 'p.slug = $1', slugOrId),
+    getProject: (slugOrId) =>
+      projectBy(db, /^[0-9a-f-]{36}$/.test(slugOrId) ? 'p.id = $1' : 'p.slug = $1', slugOrId),
     async listProjects() {
       return [];
     },
@@ -77,14 +90,25 @@ export function fakeEngine(res: Resources): PipelineEngine & { calls: EngineCall
       await db.query(
         `INSERT INTO pipelines (id, project_id, number, state, trigger_type, actor_id, branch, tag, parameters, created_at)
          VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9)`,
-        [id, input.projectId, r.rows[0]!.n, input.triggerType, input.actorId ?? null, input.branch ?? null, input.tag ?? null, JSON.stringify(input.parameters ?? {}), createdAt],
+        [
+          id,
+          input.projectId,
+          r.rows[0]!.n,
+          input.triggerType,
+          input.actorId ?? null,
+          input.branch ?? null,
+          input.tag ?? null,
+          JSON.stringify(input.parameters ?? {}),
+          createdAt,
+        ],
       );
       return { id, number: r.rows[0]!.n, state: 'created', createdAt };
     },
     async settled() {},
     async continuePipeline(input) {
       record('continuePipeline', input);
-      if (input.continuationKey !== 'good-key') throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid continuation key.');
+      if (input.continuationKey !== 'good-key')
+        throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid continuation key.');
       return { pipelineId: '33333333-3333-4333-8333-333333333333' };
     },
     async approveJob(...args) {
@@ -131,7 +155,13 @@ export function fakeScheduler(): Scheduler & {
   };
   const self = {
     followerCount: () => [...followers.values()].reduce((n, set) => n + set.size, 0),
-    queuedMessages: [{ type: 'info' as const, message: 'No agent serves resource class machine:medium yet.', reason: 'no_agent' }],
+    queuedMessages: [
+      {
+        type: 'info' as const,
+        message: 'No agent serves resource class machine:medium yet.',
+        reason: 'no_agent',
+      },
+    ],
     print(taskId: string, step: number, data: string, stream: 'out' | 'err' = 'out') {
       const e = entry(taskId, step);
       e.chunks.push({ seq: e.chunks.length, stream, time: new Date().toISOString(), data });
@@ -212,7 +242,9 @@ export async function seedPipeline(res: Resources, actorId: string | null): Prom
   };
   const t0 = new Date('2020-05-01T10:00:00Z');
   const at = (s: number) => new Date(t0.getTime() + s * 1000);
-  await db.query(`INSERT INTO organizations (id, name, slug) VALUES ($1, 'acme', 'circleci/acme')`, [s.orgId]);
+  await db.query(`INSERT INTO organizations (id, name, slug) VALUES ($1, 'acme', 'circleci/acme')`, [
+    s.orgId,
+  ]);
   await db.query(
     `INSERT INTO projects (id, org_id, name, slug, vcs_url, default_branch, next_pipeline_number, next_job_number)
      VALUES ($1, $2, 'widget', 'circleci/acme/widget', 'file:///srv/git/widget.git', 'main', 2, 3)`,
@@ -251,7 +283,15 @@ export async function seedPipeline(res: Resources, actorId: string | null): Prom
     environment: {},
     steps: [
       { type: 'checkout', name: 'Checkout code', when: 'on_success' },
-      { type: 'run', name: 'Build', command: 'make build', environment: {}, noOutputTimeoutMs: 600000, when: 'on_success', background: false },
+      {
+        type: 'run',
+        name: 'Build',
+        command: 'make build',
+        environment: {},
+        noOutputTimeoutMs: 600000,
+        when: 'on_success',
+        background: false,
+      },
     ],
   };
   await db.query(
@@ -263,7 +303,13 @@ export async function seedPipeline(res: Resources, actorId: string | null): Prom
   await db.query(
     `INSERT INTO jobs (id, workflow_id, project_id, name, type, status, requires, approval_request_id, created_at)
      VALUES ($1, $2, $3, 'hold', 'approval', 'on_hold', $4, $1, $5)`,
-    [s.approvalJobId, s.workflowId, s.projectId, JSON.stringify([{ name: 'build', statuses: ['success'] }]), at(1)],
+    [
+      s.approvalJobId,
+      s.workflowId,
+      s.projectId,
+      JSON.stringify([{ name: 'build', statuses: ['success'] }]),
+      at(1),
+    ],
   );
   s.approvalRequestId = s.approvalJobId;
   await db.query(
@@ -274,7 +320,10 @@ export async function seedPipeline(res: Resources, actorId: string | null): Prom
       s.testJobId,
       s.workflowId,
       s.projectId,
-      JSON.stringify([{ name: 'hold', statuses: ['success'] }, { name: 'build', statuses: ['success', 'failed'] }]),
+      JSON.stringify([
+        { name: 'hold', statuses: ['success'] },
+        { name: 'build', statuses: ['success', 'failed'] },
+      ]),
       JSON.stringify({ ...spec, parallelism: 2 }),
       at(1),
     ],

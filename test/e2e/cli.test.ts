@@ -29,7 +29,12 @@ describe('torus CLI', () => {
   let repo: string;
   const torus = (...args: string[]) =>
     run(process.execPath, [TORUS_BIN, ...args], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_SERVER: server.url, TORUS_TOKEN: server.token },
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TORUS_SERVER: server.url,
+        TORUS_TOKEN: server.token,
+      },
     });
 
   beforeAll(async () => {
@@ -46,7 +51,15 @@ describe('torus CLI', () => {
     const list = await torus('project', 'list');
     expect(list.stdout).toContain('circleci/cli/demo');
 
-    const trig = await torus('pipeline', 'trigger', '--project', 'circleci/cli/demo', '--branch', 'main', '--watch');
+    const trig = await torus(
+      'pipeline',
+      'trigger',
+      '--project',
+      'circleci/cli/demo',
+      '--branch',
+      'main',
+      '--watch',
+    );
     expect(trig.stdout).toMatch(/pipeline #1 /);
     expect(trig.stdout).toMatch(/\[w\/hello\] running/);
     expect(trig.stdout).toContain('hello from the cli test');
@@ -62,7 +75,12 @@ describe('torus CLI', () => {
     });
     await expect(
       run(process.execPath, [TORUS_BIN, 'project', 'list'], {
-        env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_SERVER: server.url, TORUS_TOKEN: 'wrong' },
+        env: {
+          PATH: process.env.PATH,
+          HOME: process.env.HOME,
+          TORUS_SERVER: server.url,
+          TORUS_TOKEN: 'wrong',
+        },
       }),
     ).rejects.toMatchObject({ stderr: expect.stringMatching(/401/) });
   });
@@ -85,7 +103,12 @@ workflows:
     const trig = await torus('pipeline', 'trigger', '--project', 'circleci/cli/docker');
     const id = /pipeline #\d+ (\S+)/.exec(trig.stdout)![1]!;
     const watch = spawn(process.execPath, [TORUS_BIN, 'pipeline', 'watch', id], {
-      env: { PATH: process.env.PATH, HOME: process.env.HOME, TORUS_SERVER: server.url, TORUS_TOKEN: server.token },
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TORUS_SERVER: server.url,
+        TORUS_TOKEN: server.token,
+      },
     });
     let out = '';
     watch.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -101,7 +124,10 @@ workflows:
   it('installs a git hook that triggers a pipeline for the committed branch', async () => {
     await torus('project', 'hook', 'install', repo, '--project', 'circleci/cli/demo');
     const git = (...args: string[]) =>
-      execFileSync('git', ['-c', 'user.name=T', '-c', 'user.email=t@torus.invalid', ...args], { cwd: repo, stdio: 'pipe' });
+      execFileSync('git', ['-c', 'user.name=T', '-c', 'user.email=t@torus.invalid', ...args], {
+        cwd: repo,
+        stdio: 'pipe',
+      });
     git('checkout', '-q', '-b', 'feature/hooked');
     writeFileSync(join(repo, 'b.txt'), 'b');
     git('add', '-A');

@@ -44,18 +44,32 @@ describe('dynamic configuration', () => {
   });
 
   it('runs the setup workflow, then the workflows its job sent to /pipeline/continue', async () => {
-    const repo = makeGitRepo({ '.circleci/config.yml': SETUP, 'continuation.json': JSON.stringify(CONTINUATION) });
-    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/dyn/project', { name: 'dyn', vcs_url: repo });
+    const repo = makeGitRepo({
+      '.circleci/config.yml': SETUP,
+      'continuation.json': JSON.stringify(CONTINUATION),
+    });
+    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/dyn/project', {
+      name: 'dyn',
+      vcs_url: repo,
+    });
     const trig = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${p.body.slug}/pipeline`, {});
     const wfs = await waitFor(async () => {
-      const r = await api<{ items: Array<{ id: string; name: string; status: string }> }>(server.url, 'GET', `/api/v2/pipeline/${trig.body.id}/workflow`);
+      const r = await api<{ items: Array<{ id: string; name: string; status: string }> }>(
+        server.url,
+        'GET',
+        `/api/v2/pipeline/${trig.body.id}/workflow`,
+      );
       const gen = r.body.items.find((w) => w.name === 'generated');
       return gen?.status === 'success' ? r.body.items : false;
     }, 90_000);
     expect(wfs.map((w) => w.name).sort()).toEqual(['generated', 'setup']);
     const pipeline = await api<{ state: string }>(server.url, 'GET', `/api/v2/pipeline/${trig.body.id}`);
     expect(pipeline.body.state).toBe('pending');
-    const config = await api<Record<string, string>>(server.url, 'GET', `/api/v2/pipeline/${trig.body.id}/config`);
+    const config = await api<Record<string, string>>(
+      server.url,
+      'GET',
+      `/api/v2/pipeline/${trig.body.id}/config`,
+    );
     expect(config.body.source).toContain('generated job ran');
     expect(config.body['setup-config']).toContain('setup: true');
   });

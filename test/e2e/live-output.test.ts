@@ -29,19 +29,37 @@ describe('live output', () => {
 
   it('streams each printed line to a follower while the step runs', async () => {
     const repo = makeGitRepo({ '.circleci/config.yml': CONFIG });
-    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/live/project', { name: 'ticker', vcs_url: repo });
+    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/live/project', {
+      name: 'ticker',
+      vcs_url: repo,
+    });
     const trig = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${p.body.slug}/pipeline`, {});
     const job = await waitFor(async () => {
-      const wf = (await api<{ items: Array<{ id: string }> }>(server.url, 'GET', `/api/v2/pipeline/${trig.body.id}/workflow`)).body.items[0];
+      const wf = (
+        await api<{ items: Array<{ id: string }> }>(
+          server.url,
+          'GET',
+          `/api/v2/pipeline/${trig.body.id}/workflow`,
+        )
+      ).body.items[0];
       if (!wf) return false;
-      const j = (await api<{ items: Array<{ status: string; job_number?: number }> }>(server.url, 'GET', `/api/v2/workflow/${wf.id}/job`)).body.items[0];
+      const j = (
+        await api<{ items: Array<{ status: string; job_number?: number }> }>(
+          server.url,
+          'GET',
+          `/api/v2/workflow/${wf.id}/job`,
+        )
+      ).body.items[0];
       return j?.status === 'running' && j.job_number ? j : false;
     }, 30_000);
 
     // step index 2 is the first config step (0: Spin up environment, 1: Preparing environment variables)
-    const res = await fetch(`${server.url}/api/v2/project/${p.body.slug}/job/${job.job_number}/output?step=2&index=0&follow=true`, {
-      headers: { 'circle-token': server.token, accept: 'text/event-stream' },
-    });
+    const res = await fetch(
+      `${server.url}/api/v2/project/${p.body.slug}/job/${job.job_number}/output?step=2&index=0&follow=true`,
+      {
+        headers: { 'circle-token': server.token, accept: 'text/event-stream' },
+      },
+    );
     expect(res.status).toBe(200);
     expect(res.headers.get('content-type')).toMatch(/text\/event-stream/);
     const lags: number[] = [];

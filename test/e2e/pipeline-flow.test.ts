@@ -112,16 +112,22 @@ describe('a pipeline with workflows, filters, an approval and a failing job', ()
   });
 
   const workflows = async (pipelineId: string) =>
-    (await api<{ items: Workflow[] }>(server.url, 'GET', `/api/v2/pipeline/${pipelineId}/workflow`)).body.items;
+    (await api<{ items: Workflow[] }>(server.url, 'GET', `/api/v2/pipeline/${pipelineId}/workflow`)).body
+      .items;
   const jobs = async (workflowId: string) =>
     (await api<{ items: Job[] }>(server.url, 'GET', `/api/v2/workflow/${workflowId}/job`)).body.items;
   const byName = (js: Job[]) => Object.fromEntries(js.map((j) => [j.name, j]));
 
   it('runs the DAG with statuses, holds for approval, then deploys', async () => {
-    const trig = await api<{ id: string; number: number; state: string }>(server.url, 'POST', `/api/v2/project/${slug}/pipeline`, {
-      branch: 'main',
-      parameters: { greeting: 'bonjour' },
-    });
+    const trig = await api<{ id: string; number: number; state: string }>(
+      server.url,
+      'POST',
+      `/api/v2/project/${slug}/pipeline`,
+      {
+        branch: 'main',
+        parameters: { greeting: 'bonjour' },
+      },
+    );
     expect(trig.status).toBe(201);
     expect(trig.body.number).toBe(1);
     const pid = trig.body.id;
@@ -132,7 +138,11 @@ describe('a pipeline with workflows, filters, an approval and a failing job', ()
 
     const held = await waitFor(async () => {
       const js = byName(await jobs(main.id));
-      return js.hold?.status === 'on_hold' && js.cleanup?.status === 'success' && js['after-flaky']?.status === 'not_run' ? js : false;
+      return js.hold?.status === 'on_hold' &&
+        js.cleanup?.status === 'success' &&
+        js['after-flaky']?.status === 'not_run'
+        ? js
+        : false;
     }, 60_000);
     expect(held.build?.status).toBe('success');
     expect(held.flaky?.status).toBe('failed');
@@ -140,15 +150,18 @@ describe('a pipeline with workflows, filters, an approval and a failing job', ()
     expect(held.hold?.type).toBe('approval');
 
     // the failing job's output names its exit code
-    const flakyJob = await api<{ steps: Array<{ name: string; actions: Array<{ exit_code: number | null; output_url: string; status: string }> }> }>(
-      server.url,
-      'GET',
-      `/api/v1.1/project/${slug}/${held.flaky!.job_number}`,
-    );
+    const flakyJob = await api<{
+      steps: Array<{
+        name: string;
+        actions: Array<{ exit_code: number | null; output_url: string; status: string }>;
+      }>;
+    }>(server.url, 'GET', `/api/v1.1/project/${slug}/${held.flaky!.job_number}`);
     const failing = flakyJob.body.steps.find((s) => s.name === 'Fails on purpose')!.actions[0]!;
     expect(failing.exit_code).toBe(3);
     expect(failing.status).toBe('failed');
-    const out = await fetch(failing.output_url, { headers: { 'circle-token': server.token } }).then((r) => r.json() as Promise<Array<{ message: string }>>);
+    const out = await fetch(failing.output_url, { headers: { 'circle-token': server.token } }).then(
+      (r) => r.json() as Promise<Array<{ message: string }>>,
+    );
     expect(out.map((m) => m.message).join('')).toContain('about to fail');
 
     // the build job saw the pipeline parameter and its built-in variables
@@ -158,11 +171,26 @@ describe('a pipeline with workflows, filters, an approval and a failing job', ()
       `/api/v1.1/project/${slug}/${held.build!.job_number}`,
     );
     const buildOut = await Promise.all(
-      buildJob.body.steps.flatMap((s) => s.actions).map((a) => fetch(a.output_url, { headers: { 'circle-token': server.token } }).then((r) => r.json() as Promise<Array<{ message: string }>>)),
+      buildJob.body.steps
+        .flatMap((s) => s.actions)
+        .map((a) =>
+          fetch(a.output_url, { headers: { 'circle-token': server.token } }).then(
+            (r) => r.json() as Promise<Array<{ message: string }>>,
+          ),
+        ),
     );
-    expect(buildOut.flat().map((m) => m.message).join('')).toContain('bonjour from build on main');
+    expect(
+      buildOut
+        .flat()
+        .map((m) => m.message)
+        .join(''),
+    ).toContain('bonjour from build on main');
 
-    const approve = await api(server.url, 'POST', `/api/v2/workflow/${main.id}/approve/${held.hold!.approval_request_id ?? held.hold!.id}`);
+    const approve = await api(
+      server.url,
+      'POST',
+      `/api/v2/workflow/${main.id}/approve/${held.hold!.approval_request_id ?? held.hold!.id}`,
+    );
     expect(approve.status).toBe(202);
     const done = await waitFor(async () => {
       const w = (await workflows(pid)).find((x) => x.name === 'main')!;
@@ -185,7 +213,9 @@ describe('a pipeline with workflows, filters, an approval and a failing job', ()
 
     // a tag pipeline runs only the job whose filters take tags
     execFileSync('git', ['tag', 'v1.0'], { cwd: repo });
-    const tagged = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${slug}/pipeline`, { tag: 'v1.0' });
+    const tagged = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${slug}/pipeline`, {
+      tag: 'v1.0',
+    });
     expect(tagged.status).toBe(201);
     const wf = await waitFor(async () => {
       const ws = await workflows(tagged.body.id);
@@ -202,21 +232,39 @@ describe('a pipeline with workflows, filters, an approval and a failing job', ()
     });
     // CircleCI accepts the trigger and errors the pipeline
     const pipeline = await waitFor(async () => {
-      const p = await api<{ state: string; errors: Array<{ type: string; message: string }> }>(server.url, 'GET', `/api/v2/pipeline/${bad.body.id}`);
+      const p = await api<{ state: string; errors: Array<{ type: string; message: string }> }>(
+        server.url,
+        'GET',
+        `/api/v2/pipeline/${bad.body.id}`,
+      );
       return p.body.state === 'errored' ? p.body : false;
     }, 30_000);
     expect(pipeline.errors[0]?.message).toMatch(/nope/);
-    const missing = await api<{ message: string }>(server.url, 'POST', '/api/v2/project/circleci/acme/none/pipeline', {});
+    const missing = await api<{ message: string }>(
+      server.url,
+      'POST',
+      '/api/v2/project/circleci/acme/none/pipeline',
+      {},
+    );
     expect(missing.status).toBe(404);
     expect(missing.body.message).toBeTruthy();
   });
 
   it('marks a pipeline with invalid YAML errored with line and column', async () => {
-    const repo = makeGitRepo({ '.circleci/config.yml': 'version: 2.1\njobs:\n  a:\n    machine: true\n   steps: [oops\n' });
-    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/acme/project', { name: 'broken', vcs_url: repo });
+    const repo = makeGitRepo({
+      '.circleci/config.yml': 'version: 2.1\njobs:\n  a:\n    machine: true\n   steps: [oops\n',
+    });
+    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/acme/project', {
+      name: 'broken',
+      vcs_url: repo,
+    });
     const trig = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${p.body.slug}/pipeline`, {});
     const errored = await waitFor(async () => {
-      const r = await api<{ state: string; errors: Array<{ type: string; message: string }> }>(server.url, 'GET', `/api/v2/pipeline/${trig.body.id}`);
+      const r = await api<{ state: string; errors: Array<{ type: string; message: string }> }>(
+        server.url,
+        'GET',
+        `/api/v2/pipeline/${trig.body.id}`,
+      );
       return r.body.state === 'errored' ? r.body : false;
     }, 30_000);
     expect(errored.errors[0]?.type).toBe('config');

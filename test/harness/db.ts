@@ -21,7 +21,8 @@ async function migratedDump(): Promise<Blob> {
 /** The database kinds to run a suite on: PGlite always, PostgreSQL when the harness started it. */
 export function databaseKinds(): DatabaseKind[] {
   if (parts.postgres()) return ['pglite', 'postgres'];
-  if (REQUIRE_ALL) throw new Error('PostgreSQL 15 is required (TORUS_TEST_REQUIRE_ALL=1) but was not started');
+  if (REQUIRE_ALL)
+    throw new Error('PostgreSQL 15 is required (TORUS_TEST_REQUIRE_ALL=1) but was not started');
   console.warn('SKIP PostgreSQL variants of database suites: postgresql-15 is not installed here');
   return ['pglite'];
 }

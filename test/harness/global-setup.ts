@@ -17,12 +17,16 @@ async function startPostgres(): Promise<string | undefined> {
   chmodSync(pgDir, 0o777);
   const asPostgres = process.getuid?.() === 0;
   const run = (cmd: string) =>
-    asPostgres ? spawnSync('su', ['postgres', '-c', cmd], { encoding: 'utf8' }) : spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
+    asPostgres
+      ? spawnSync('su', ['postgres', '-c', cmd], { encoding: 'utf8' })
+      : spawnSync('sh', ['-c', cmd], { encoding: 'utf8' });
   const init = run(`${PG_BIN}/initdb -D ${pgDir}/data -U torus --auth=trust -E UTF8 -N >/dev/null`);
   if (init.status !== 0) throw new Error(`initdb failed: ${init.stderr}`);
   const port = await freePort();
   const cmd = `exec ${PG_BIN}/postgres -D ${pgDir}/data -p ${port} -k ${pgDir} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=300`;
-  postgres = asPostgres ? spawn('su', ['postgres', '-c', cmd], { stdio: 'ignore' }) : spawn('sh', ['-c', cmd], { stdio: 'ignore' });
+  postgres = asPostgres
+    ? spawn('su', ['postgres', '-c', cmd], { stdio: 'ignore' })
+    : spawn('sh', ['-c', cmd], { stdio: 'ignore' });
   const url = `postgres://torus@127.0.0.1:${port}/postgres`;
   const pg = (await import('pg')).default;
   await waitFor(async () => {

@@ -5,7 +5,9 @@ import { fileURLToPath } from 'node:url';
 import { Ajv, type ValidateFunction } from 'ajv';
 import addFormatsModule from 'ajv-formats';
 
-export const REFERENCE_SPEC_PATH = fileURLToPath(new URL('../../../shared/reference/circleci-api-v2.openapi.json', import.meta.url));
+export const REFERENCE_SPEC_PATH = fileURLToPath(
+  new URL('../../../shared/reference/circleci-api-v2.openapi.json', import.meta.url),
+);
 const SUBSET_PATH = fileURLToPath(new URL('../../src/api/openapi-subset.json', import.meta.url));
 
 type Schema = Record<string, unknown>;
@@ -40,7 +42,8 @@ function convert(node: unknown, root: Schema, depth = 0): unknown {
   let obj = node as Schema;
   if (typeof obj.$ref === 'string') {
     let target: unknown = root;
-    for (const part of obj.$ref.slice(2).split('/')) target = (target as Schema)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
+    for (const part of obj.$ref.slice(2).split('/'))
+      target = (target as Schema)[part.replace(/~1/g, '/').replace(/~0/g, '~')];
     obj = target as Schema;
   }
   const out: Schema = {};
@@ -94,8 +97,16 @@ export function loadOpenApi(): OpenApiChecker {
       const entry = ops.get(operationId);
       if (!entry) throw new Error(`unknown operation ${operationId}`);
       const responses = entry.op.responses as Record<string, Schema>;
-      const key = String(status) in responses ? String(status) : status >= 400 && 'default' in responses ? 'default' : undefined;
-      if (!key) throw new Error(`${operationId} answered ${status}; the spec lists ${Object.keys(responses).join(', ')}`);
+      const key =
+        String(status) in responses
+          ? String(status)
+          : status >= 400 && 'default' in responses
+            ? 'default'
+            : undefined;
+      if (!key)
+        throw new Error(
+          `${operationId} answered ${status}; the spec lists ${Object.keys(responses).join(', ')}`,
+        );
       const cacheKey = `${operationId} ${key}`;
       let validate = compiled.get(cacheKey);
       if (!validate) {
@@ -109,7 +120,9 @@ export function loadOpenApi(): OpenApiChecker {
       if (!validate(body)) {
         throw new Error(
           `${operationId} ${status} response does not match the spec:\n` +
-            (validate.errors ?? []).map((e) => `  ${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`).join('\n') +
+            (validate.errors ?? [])
+              .map((e) => `  ${e.instancePath || '/'} ${e.message} ${JSON.stringify(e.params)}`)
+              .join('\n') +
             `\nbody: ${JSON.stringify(body).slice(0, 2000)}`,
         );
       }

@@ -92,7 +92,13 @@ export async function startTorusAgent(
     process.execPath,
     [TORUS_BIN, 'agent', '--server', serverUrl, ...classes.flatMap((c) => ['--resource-class', c])],
     {
-      env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', TORUS_AGENT_TOKEN: agentToken, TORUS_LOG_LEVEL: 'warn', ...opts.env },
+      env: {
+        PATH: process.env.PATH ?? '/usr/bin:/bin',
+        HOME: process.env.HOME ?? '/root',
+        TORUS_AGENT_TOKEN: agentToken,
+        TORUS_LOG_LEVEL: 'warn',
+        ...opts.env,
+      },
       stdio: ['ignore', 'pipe', 'pipe'],
     },
   );
@@ -100,13 +106,19 @@ export async function startTorusAgent(
 }
 
 /** Makes a git repository with the given files committed on `main`; returns its path. */
-export function makeGitRepo(files: Record<string, string>, dir = mkdtempSync(join(tmpdir(), 'torus-repo-'))): string {
+export function makeGitRepo(
+  files: Record<string, string>,
+  dir = mkdtempSync(join(tmpdir(), 'torus-repo-')),
+): string {
   for (const [name, body] of Object.entries(files)) {
     mkdirSync(dirname(join(dir, name)), { recursive: true });
     writeFileSync(join(dir, name), body);
   }
   const git = (...args: string[]) =>
-    execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@torus.invalid', ...args], { cwd: dir, stdio: 'pipe' });
+    execFileSync('git', ['-c', 'user.name=Test', '-c', 'user.email=test@torus.invalid', ...args], {
+      cwd: dir,
+      stdio: 'pipe',
+    });
   git('init', '-q', '-b', 'main');
   git('add', '-A');
   git('commit', '-q', '-m', 'initial');
@@ -114,7 +126,13 @@ export function makeGitRepo(files: Record<string, string>, dir = mkdtempSync(joi
 }
 
 /** A JSON API call with the admin token. */
-export async function api<T = unknown>(base: string, method: string, path: string, body?: unknown, token = ADMIN_TOKEN): Promise<{ status: number; body: T }> {
+export async function api<T = unknown>(
+  base: string,
+  method: string,
+  path: string,
+  body?: unknown,
+  token = ADMIN_TOKEN,
+): Promise<{ status: number; body: T }> {
   const res = await fetch(base + path, {
     method,
     headers: { 'circle-token': token, ...(body !== undefined ? { 'content-type': 'application/json' } : {}) },
