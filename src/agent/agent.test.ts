@@ -32,6 +32,9 @@ interface FakeTask {
   ends: Map<number, StepEndRequest>;
   complete?: CompleteRequest;
   requestsAfterLost: number;
+  /** steps sent in one report request (start, output and end at once) */
+  reports: number;
+  reported: Set<number>;
 }
 
 /** The server side of src/scheduler/protocol.ts, in memory, with knobs to inject failures. */
@@ -97,12 +100,16 @@ class FakeServer {
         duplicateChunks: 0,
         ends: new Map(),
         requestsAfterLost: 0,
+        reports: 0,
+        reported: new Set(),
       };
       this.tasks.set(spec.taskId, task);
       return send(200, { task: spec, leaseId: task.leaseId, leaseMs: 3_000, heartbeatMs: 100 });
     }
     const m =
-      /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
+      /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end|report))$/.exec(
+        url,
+      );
     const task = m ? this.tasks.get(decodeURIComponent(m[1] ?? '')) : undefined;
     if (!m || !task) return send(404, { message: 'not found' });
     if (task.lost || body.leaseId !== task.leaseId) {
@@ -138,6 +145,16 @@ class FakeServer {
       case 'end':
         task.ends.set(index, body as unknown as StepEndRequest);
         return send(204);
+      case 'report': {
+        task.reports += 1;
+        task.reported.add(index);
+        task.starts.set(index, { ...(body as { name: string; type: string }), receivedAt: Date.now() });
+        let step = task.chunks.get(index);
+        if (!step) task.chunks.set(index, (step = new Map()));
+        for (const c of body.chunks as OutputChunk[]) step.set(c.seq, { ...c, receivedAt: Date.now() });
+        task.ends.set(index, body as unknown as StepEndRequest);
+        return send(204);
+      }
       case 'complete':
         task.complete = body as unknown as CompleteRequest;
         return send(204);
@@ -235,6 +252,18 @@ describe('runAgent', () => {
     expect(noisy.endsWith('line 3000\n')).toBe(true);
     expect(task.outputRequests).toBeLessThan(60);
     expect(server.text(spec.taskId, 4)).toContain('Exited with code exit status 2');
+  });
+
+  it('reports a step that ends within the flush window in one request', async () => {
+    const spec = taskSpec([runStep('echo quick', { name: 'Quick' })]);
+    server.queue.push(spec);
+    await waitFor(() => server.tasks.get(spec.taskId)?.complete, 15_000);
+    const task = server.task(spec.taskId);
+    expect(task.complete).toMatchObject({ status: 'success' });
+    expect(task.reported.has(2)).toBe(true);
+    expect(task.starts.get(2)).toMatchObject({ name: 'Quick', type: 'run' });
+    expect(task.ends.get(2)).toMatchObject({ status: 'success', exitCode: 0 });
+    expect(server.text(spec.taskId, 2)).toBe('quick\n');
   });
 
   it('stops a task when a heartbeat says the job was canceled', async () => {

@@ -14,6 +14,7 @@ import {
   type CompleteRequest,
   type HeartbeatResponse,
   type OutputChunk,
+  type StepReportRequest,
   type TaskOutcome,
 } from '../scheduler/protocol.js';
 import type { SandboxMode } from './sandbox.js';
@@ -92,6 +93,11 @@ class TaskConnection implements TaskSink {
   private renewedAt = Date.now();
   private chain: Promise<unknown> = Promise.resolve();
   private readonly steps = new Map<number, StepBuffer>();
+  /** steps started whose start was not posted yet (it goes with the next flush, or as a report) */
+  private readonly unsentStarts = new Map<
+    number,
+    { name: string; type: string; background: boolean; startedAt: Date }
+  >();
   private bufferedBytes = 0;
   private flushTimer: NodeJS.Timeout | undefined;
   /** a flush waits in the queue: the output arriving meanwhile goes with it, no need for another */
@@ -204,19 +210,18 @@ class TaskConnection implements TaskSink {
 
   // --- TaskSink ---
 
+  /**
+   * The start is held until the next flush tick (≤ OUTPUT_FLUSH_MS) or the step's end, whichever
+   * comes first: a step ending before then is sent as one `report` instead of start+output+end.
+   */
   stepStart(
     index: number,
     info: { name: string; type: string; background: boolean; startedAt: Date },
   ): Promise<void> {
-    return this.enqueue(async () => {
-      await this.post(`/steps/${index}/start`, {
-        leaseId: this.claim.leaseId,
-        name: info.name,
-        type: info.type,
-        background: info.background,
-        startedAt: info.startedAt.toISOString(),
-      });
-    }).catch((err: unknown) => this.handle(err));
+    if (this.lost) return Promise.resolve();
+    this.unsentStarts.set(index, info);
+    this.flushTimer ??= setTimeout(() => void this.flush(), OUTPUT_FLUSH_MS);
+    return Promise.resolve();
   }
 
   output(index: number, stream: 'out' | 'err', data: string): void {
@@ -233,6 +238,8 @@ class TaskConnection implements TaskSink {
   }
 
   stepEnd(index: number, status: FinalStepStatus, exitCode: number | null): Promise<void> {
+    const info = this.unsentStarts.get(index);
+    if (info) return this.report(index, info, status, exitCode);
     void this.flush();
     return this.enqueue(async () => {
       await this.post(`/steps/${index}/end`, {
@@ -244,6 +251,33 @@ class TaskConnection implements TaskSink {
     }).catch((err: unknown) => this.handle(err));
   }
 
+  /** a step nothing of which was sent yet: start, output and end in one request */
+  private report(
+    index: number,
+    info: { name: string; type: string; background: boolean; startedAt: Date },
+    status: FinalStepStatus,
+    exitCode: number | null,
+  ): Promise<void> {
+    this.unsentStarts.delete(index);
+    const buf = this.steps.get(index);
+    const chunks = buf ? buf.pending.splice(0) : [];
+    for (const c of chunks) this.bufferedBytes -= Buffer.byteLength(c.data);
+    const body: StepReportRequest = {
+      leaseId: this.claim.leaseId,
+      name: info.name,
+      type: info.type,
+      background: info.background,
+      startedAt: info.startedAt.toISOString(),
+      chunks,
+      status,
+      exitCode,
+      stoppedAt: new Date().toISOString(),
+    };
+    return this.enqueue(async () => {
+      await this.post(`/steps/${index}/report`, body);
+    }).catch((err: unknown) => this.handle(err));
+  }
+
   /** sends all buffered output (queued behind earlier reports); chunks keep their seq across retries */
   flush(): Promise<void> {
     if (this.flushTimer) clearTimeout(this.flushTimer);
@@ -251,7 +285,20 @@ class TaskConnection implements TaskSink {
     if (this.flushQueued) return this.flushQueued;
     return (this.flushQueued = this.enqueue(async () => {
       this.flushQueued = undefined;
+      const starts = [...this.unsentStarts].sort(([a], [b]) => a - b);
+      this.unsentStarts.clear();
+      for (const [index, info] of starts) {
+        await this.post(`/steps/${index}/start`, {
+          leaseId: this.claim.leaseId,
+          name: info.name,
+          type: info.type,
+          background: info.background,
+          startedAt: info.startedAt.toISOString(),
+        });
+      }
       for (const [index, buf] of this.steps) {
+        // started after the starts above went: its start (and output) go with the next flush
+        if (this.unsentStarts.has(index)) continue;
         while (buf.pending.length > 0) {
           const chunks: OutputChunk[] = [];
           let bytes = 0;

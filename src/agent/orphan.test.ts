@@ -75,7 +75,9 @@ class FakeServer {
       return send(200, { task: spec, leaseId: task.leaseId, leaseMs: LEASE_MS, heartbeatMs: HEARTBEAT_MS });
     }
     const m =
-      /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end))$/.exec(url);
+      /^\/api\/agent\/v1\/tasks\/([^/]+)\/(heartbeat|complete|steps\/(\d+)\/(start|output|end|report))$/.exec(
+        url,
+      );
     const task = m ? this.tasks.get(decodeURIComponent(m[1] ?? '')) : undefined;
     if (!m || !task) return send(404, { message: 'not found' });
     if (this.hang) return; // never answers
@@ -90,6 +92,10 @@ class FakeServer {
         for (const c of body.chunks as Array<{ data: string }>) task.output += c.data;
         return send(204);
       case 'end':
+        return send(204);
+      case 'report':
+        task.stepStarts.push(Number(m[3]));
+        for (const c of body.chunks as Array<{ data: string }>) task.output += c.data;
         return send(204);
       case 'complete':
         task.complete = body as unknown as CompleteRequest;

@@ -10,6 +10,7 @@ import type {
   OutputRequest,
   Scheduler,
   StepEndRequest,
+  StepReportRequest,
   StepStartRequest,
 } from '../scheduler/index.js';
 
@@ -90,6 +91,17 @@ const stepEndBody = {
     status: { type: 'string', enum: ['success', 'failed', 'timedout', 'canceled'] },
     exitCode: { type: ['integer', 'null'] },
     stoppedAt: { type: 'string' },
+  },
+} as const;
+const stepReportBody = {
+  type: 'object',
+  required: ['leaseId', 'name', 'type', 'startedAt', 'chunks', 'status', 'exitCode', 'stoppedAt'],
+  properties: {
+    ...stepStartBody.properties,
+    chunks: outputBody.properties.chunks,
+    status: stepEndBody.properties.status,
+    exitCode: stepEndBody.properties.exitCode,
+    stoppedAt: stepEndBody.properties.stoppedAt,
   },
 } as const;
 const completeBody = {
@@ -194,6 +206,15 @@ export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
       { schema: { params: stepParams, body: stepEndBody } },
       async (request, reply) => {
         await scheduler.stepEnd(request.params.taskId, request.params.index, request.body);
+        return reply.code(204).send();
+      },
+    );
+
+    app.post<{ Params: StepParams; Body: StepReportRequest }>(
+      '/tasks/:taskId/steps/:index/report',
+      { schema: { params: stepParams, body: stepReportBody }, bodyLimit: OUTPUT_BODY_LIMIT },
+      async (request, reply) => {
+        await scheduler.stepReport(request.params.taskId, request.params.index, request.body);
         return reply.code(204).send();
       },
     );

@@ -129,6 +129,25 @@ for (const kind of databaseKinds()) {
         ).statusCode,
       ).toBe(204);
       expect((await scheduler.readStepOutput(taskId, 2)).chunks.map((x) => x.data)).toEqual(['hello\n']);
+      const report = {
+        leaseId,
+        name: 'Quick',
+        type: 'run',
+        startedAt: now,
+        chunks: [{ seq: 0, stream: 'out', time: now, data: 'fast\n' }],
+        status: 'success',
+        exitCode: 0,
+        stoppedAt: now,
+      };
+      const badReport = await post(`/tasks/${taskId}/steps/3/report`, { ...report, status: 'running' });
+      expect(badReport.statusCode).toBe(400);
+      expect(badReport.json().message).toContain('status');
+      expect((await post(`/tasks/${taskId}/steps/3/report`, report)).statusCode).toBe(204);
+      expect((await post(`/tasks/${taskId}/steps/3/report`, report)).statusCode).toBe(204);
+      expect(await scheduler.readStepOutput(taskId, 3)).toMatchObject({
+        chunks: [{ seq: 0, data: 'fast\n' }],
+        done: true,
+      });
       expect((await post(`/tasks/${taskId}/complete`, { leaseId, status: 'success' })).statusCode).toBe(204);
       expect((await post(`/tasks/${taskId}/complete`, { leaseId, status: 'success' })).statusCode).toBe(204);
       expect(hooks.finished).toEqual([{ jobId, outcome: 'success' }]);

@@ -11,6 +11,7 @@ import type {
   StepStartRequest,
   OutputRequest,
   StepEndRequest,
+  StepReportRequest,
   CompleteRequest,
   OutputChunk,
 } from './protocol.js';
@@ -18,7 +19,7 @@ import { JobHooks, type JobMessage, type SchedulerContext, type SchedulerHooks }
 import { ClaimWaiters, SharedListener, StepFollowers } from './waiters.js';
 import { claimTask, enqueueTasks, type AuthenticatedAgent } from './claim.js';
 import { LeaseExpiryLoop, renewLease, sweepExpiredLeases } from './leases.js';
-import { appendStepOutput, endStepByAgent, readStepOutput, startStep } from './steps.js';
+import { appendStepOutput, endStepByAgent, readStepOutput, reportStep, startStep } from './steps.js';
 import { cancelJobTasks, completeTask, type CancelResult } from './completion.js';
 import { explainQueuedJob } from './explain.js';
 import { authenticateAgent, createAgentToken } from './tokens.js';
@@ -60,6 +61,8 @@ export interface Scheduler {
   stepStart(taskId: string, index: number, req: StepStartRequest): Promise<void>;
   stepOutput(taskId: string, index: number, req: OutputRequest): Promise<void>;
   stepEnd(taskId: string, index: number, req: StepEndRequest): Promise<void>;
+  /** A step that started and ended before anything of it was sent: stored ended, in one request. */
+  stepReport(taskId: string, index: number, req: StepReportRequest): Promise<void>;
   complete(taskId: string, req: CompleteRequest): Promise<void>;
   /** Why a queued job is still waiting (no agent serves its resource class, …); [] when nothing to say. */
   explainQueued(jobId: string): Promise<JobMessage[]>;
@@ -102,6 +105,7 @@ export function createScheduler(res: Resources, hooks: SchedulerHooks): Schedule
     stepStart: (taskId, index, req) => startStep(ctx, taskId, index, req),
     stepOutput: (taskId, index, req) => appendStepOutput(ctx, taskId, index, req),
     stepEnd: (taskId, index, req) => endStepByAgent(ctx, taskId, index, req),
+    stepReport: (taskId, index, req) => reportStep(ctx, taskId, index, req),
     complete: (taskId, req) => completeTask(ctx, taskId, req),
     explainQueued: (jobId) => explainQueuedJob(ctx, jobId),
     readStepOutput: (taskId, index, afterSeq) => readStepOutput(ctx, taskId, index, afterSeq),

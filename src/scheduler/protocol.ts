@@ -9,6 +9,8 @@
 //   POST /tasks/:taskId/steps/:index/start   StepStartRequest → 204 | 409
 //   POST /tasks/:taskId/steps/:index/output  OutputRequest → 204 | 409   (idempotent by seq)
 //   POST /tasks/:taskId/steps/:index/end     StepEndRequest → 204 | 409
+//   POST /tasks/:taskId/steps/:index/report  StepReportRequest → 204 | 409   (start+output+end at once,
+//                                            for a step that ended before its first flush; idempotent)
 //   POST /tasks/:taskId/complete             CompleteRequest → 204 | 409
 //
 // Every request after the claim carries the lease id; a 409 means the lease expired and the task was
@@ -109,6 +111,21 @@ export interface StepEndRequest {
   leaseId: string;
   status: Exclude<StepStatus, 'running'>;
   exitCode: number | null;
+  stoppedAt: string;
+}
+
+/** A step that started and ended before anything of it was sent: reported in one request. */
+export interface StepReportRequest {
+  leaseId: string;
+  name: string;
+  type: string;
+  background?: boolean;
+  /** ISO time */
+  startedAt: string;
+  chunks: OutputChunk[];
+  status: Exclude<StepStatus, 'running'>;
+  exitCode: number | null;
+  /** ISO time */
   stoppedAt: string;
 }
 

@@ -278,6 +278,19 @@ for (const kind of databaseKinds()) {
       await expect(
         s.stepEnd(taskId, 0, { leaseId: c.leaseId, status: 'success', exitCode: 0, stoppedAt: now }),
       ).rejects.toMatchObject({ status: 409 });
+      await expect(
+        s.stepReport(taskId, 0, {
+          leaseId: c.leaseId,
+          name: 'x',
+          type: 'run',
+          startedAt: now,
+          chunks: [{ seq: 0, stream: 'out', time: now, data: 'x\n' }],
+          status: 'success',
+          exitCode: 0,
+          stoppedAt: now,
+        }),
+      ).rejects.toMatchObject({ status: 409 });
+      expect((await db.query('SELECT 1 FROM steps WHERE task_id = $1', [taskId])).rowCount).toBe(0);
       await expect(s.complete(taskId, { leaseId: c.leaseId, status: 'success' })).rejects.toMatchObject({
         status: 409,
       });
@@ -359,6 +372,60 @@ for (const kind of databaseKinds()) {
       await unfollow();
       // output for a step never started is refused
       await expect(s.stepOutput(taskId, 7, { leaseId, chunks: [] })).rejects.toMatchObject({ status: 400 });
+    });
+
+    it('stores a step reported in one request, readable by followers, and ignores a retried report', async () => {
+      const s = make({ leaseMs: 5_000 });
+      const { taskIds } = await enqueueJob(db, s.enqueue);
+      const taskId = taskIds[0]!;
+      const { leaseId } = (await s.claim(machineAgent, claimReq(['machine:*']), never))!;
+      const changes: number[] = [];
+      const unfollow = await s.followStep(taskId, 1, () => changes.push(Date.now()));
+      const at = (ms: number) => new Date(Date.UTC(2026, 0, 1, 0, 0, 0, ms)).toISOString();
+      const report = {
+        leaseId,
+        name: 'Preparing environment variables',
+        type: 'env',
+        startedAt: at(0),
+        chunks: [
+          { seq: 0, stream: 'out' as const, time: at(1), data: 'a\n' },
+          { seq: 1, stream: 'err' as const, time: at(2), data: 'b\0\n' },
+        ],
+        status: 'failed' as const,
+        exitCode: 4,
+        stoppedAt: at(3),
+      };
+      await s.stepReport(taskId, 1, report);
+      await s.stepReport(taskId, 1, { ...report, status: 'success', exitCode: 0 }); // retried: no-op
+      const step = await db.query<{
+        status: string;
+        exit_code: number;
+        output_key: string;
+        output_bytes: number;
+      }>(
+        'SELECT status, exit_code, output_key, output_bytes FROM steps WHERE task_id = $1 AND step_index = 1',
+        [taskId],
+      );
+      expect(step.rows[0]).toMatchObject({
+        status: 'failed',
+        exit_code: 4,
+        output_key: stepOutputKey(taskId, 1),
+      });
+      const text = await readObjectText(t!.res.store, stepOutputKey(taskId, 1));
+      expect(step.rows[0]!.output_bytes).toBe(Buffer.byteLength(text!));
+      expect((await db.query('SELECT 1 FROM output_chunks WHERE task_id = $1', [taskId])).rowCount).toBe(0);
+      const out = await s.readStepOutput(taskId, 1);
+      expect(out.done).toBe(true);
+      expect(out.chunks).toEqual([
+        { seq: 0, stream: 'out', time: at(1), data: 'a\n' },
+        { seq: 1, stream: 'err', time: at(2), data: 'b\uFFFD\n' },
+      ]);
+      expect((await s.readStepOutput(taskId, 1, 0)).chunks.map((c) => c.seq)).toEqual([1]);
+      await waitFor(() => changes.length >= 1, 2_000);
+      await unfollow();
+      // a step with no output is stored without an object
+      await s.stepReport(taskId, 0, { ...report, chunks: [], status: 'success', exitCode: 0 });
+      expect(await s.readStepOutput(taskId, 0)).toEqual({ chunks: [], done: true });
     });
 
     it('calls onJobFinished once, with the aggregate outcome, when the last of 3 tasks completes', async () => {

@@ -3,7 +3,14 @@
 import { Readable } from 'node:stream';
 import { CHANNELS, readObjectText, type Queryable } from '../storage/index.js';
 import { TorusError } from '../ops/index.js';
-import type { OutputChunk, OutputRequest, StepEndRequest, StepStartRequest, StepStatus } from './protocol.js';
+import type {
+  OutputChunk,
+  OutputRequest,
+  StepEndRequest,
+  StepReportRequest,
+  StepStartRequest,
+  StepStatus,
+} from './protocol.js';
 import { holdLease, notFound, readTask, type SchedulerContext } from './context.js';
 
 /** The object-store key of a finished step's output. */
@@ -35,12 +42,81 @@ export async function startStep(
   await ctx.res.db.transaction(async (tx) => {
     await holdLease(tx, taskId, req.leaseId, ctx.res.clock.now());
     // A retried start (its response was lost) finds the row already there: nothing to do.
+    // One statement: the insert and its notification.
     await tx.query(
-      `INSERT INTO steps (task_id, step_index, name, type, status, background, started_at)
-       VALUES ($1, $2, $3, $4, 'running', $5, $6) ON CONFLICT (task_id, step_index) DO NOTHING`,
-      [taskId, index, req.name, req.type, req.background ?? false, startedAt],
+      `WITH ins AS (
+         INSERT INTO steps (task_id, step_index, name, type, status, background, started_at)
+         VALUES ($1, $2, $3, $4, 'running', $5, $6) ON CONFLICT (task_id, step_index) DO NOTHING
+         RETURNING 1)
+       SELECT pg_notify($7, $8)`,
+      [
+        taskId,
+        index,
+        req.name,
+        req.type,
+        req.background ?? false,
+        startedAt,
+        CHANNELS.stepOutput,
+        `${taskId}:${index}`,
+      ],
     );
-    await notifyStep(tx, taskId, index);
+  });
+}
+
+/**
+ * A step that started and ended before the agent sent anything of it: its output goes straight to
+ * the object store (no output_chunks rows), then one transaction stores the ended step. A retried
+ * report rewrites the same object and finds the row there: nothing more happens.
+ */
+export async function reportStep(
+  ctx: SchedulerContext,
+  taskId: string,
+  index: number,
+  req: StepReportRequest,
+): Promise<void> {
+  const { db, store, clock } = ctx.res;
+  const startedAt = parseTime('startedAt', req.startedAt);
+  const stoppedAt = parseTime('stoppedAt', req.stoppedAt);
+  const chunks = req.chunks
+    .map((c) => ({
+      seq: c.seq,
+      stream: c.stream,
+      time: parseTime(`chunk ${c.seq} time`, c.time).toISOString(),
+      data: c.data.replace(/\0/g, '\uFFFD'),
+    }))
+    .sort((a, b) => a.seq - b.seq)
+    .filter((c, i, all) => i === 0 || all[i - 1]?.seq !== c.seq);
+  const key = stepOutputKey(taskId, index);
+  let size = 0;
+  if (chunks.length > 0) {
+    const text = chunks.map((c) => JSON.stringify(c) + '\n').join('');
+    size = (await store.put(key, Readable.from([text]))).size;
+  }
+  await db.transaction(async (tx) => {
+    await holdLease(tx, taskId, req.leaseId, clock.now());
+    await tx.query(
+      `WITH ins AS (
+         INSERT INTO steps (task_id, step_index, name, type, status, background, started_at,
+                            exit_code, stopped_at, output_key, output_bytes)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (task_id, step_index) DO NOTHING
+         RETURNING 1)
+       SELECT pg_notify($12, $13)`,
+      [
+        taskId,
+        index,
+        req.name,
+        req.type,
+        req.status,
+        req.background ?? false,
+        startedAt,
+        req.exitCode,
+        stoppedAt,
+        chunks.length > 0 ? key : null,
+        size,
+        CHANNELS.stepOutput,
+        `${taskId}:${index}`,
+      ],
+    );
   });
 }
 
