@@ -7,8 +7,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { LineCounter, parseDocument, type ScalarTag, type Tags } from 'yaml';
-import { compileConfig, type CompileOptions } from '../../src/config/index.js';
+import { LineCounter, parseDocument } from 'yaml';
+import { compileConfig, CONFIG_YAML_OPTIONS, type CompileOptions } from '../../src/config/index.js';
 import { corpusOrbResolver, CORPUS_DIR } from '../../src/config/corpus-orbs.js';
 import { fmt, percentile } from '../lib.js';
 
@@ -107,34 +107,9 @@ function readCorpus(): CorpusConfig[] {
   });
 }
 
-/** The compiler's YAML 1.1 booleans (src/config/source.ts): SnakeYAML's, without y/n. */
-function snakeYamlBooleans(tags: Tags): Tags {
-  const bool = (value: boolean, test: RegExp): ScalarTag => ({
-    identify: (v: unknown) => v === value,
-    default: true,
-    tag: 'tag:yaml.org,2002:bool',
-    test,
-    resolve: () => value,
-  });
-  const rest = tags.filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:bool');
-  return [
-    bool(true, /^(?:[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/),
-    bool(false, /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/),
-    ...rest,
-  ];
-}
-
 /** The bare parse, with the options the compiler's parseSource uses. */
 function bareParse(text: string): number {
-  const doc = parseDocument(text, {
-    lineCounter: new LineCounter(),
-    version: '1.1',
-    merge: true,
-    uniqueKeys: true,
-    prettyErrors: false,
-    keepSourceTokens: false,
-    customTags: snakeYamlBooleans,
-  });
+  const doc = parseDocument(text, { ...CONFIG_YAML_OPTIONS, lineCounter: new LineCounter() });
   return doc.errors.length;
 }
 

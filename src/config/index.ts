@@ -3,4 +3,5 @@
 export { compileConfig } from './compile.js';
 export { DEFAULT_NO_OUTPUT_TIMEOUT_MS, parseDuration } from './normalize.js';
 export { CONFIG_ERROR_CODES, type ConfigErrorCode } from './errors.js';
+export { CONFIG_YAML_OPTIONS } from './source.js';
 export type * from './model.js';

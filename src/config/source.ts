@@ -127,6 +127,16 @@ function snakeYamlBooleans(tags: Tags): Tags {
   ];
 }
 
+/** The `yaml` parse options the compiler reads configs with (the benchmark's baseline uses them too). */
+export const CONFIG_YAML_OPTIONS = {
+  version: '1.1',
+  merge: true,
+  uniqueKeys: true,
+  prettyErrors: false,
+  keepSourceTokens: false,
+  customTags: snakeYamlBooleans,
+} as const;
+
 export interface ParsedSource {
   root: Value;
   sourceMap: SourceMap;
@@ -210,15 +220,7 @@ export function parseSource(
   const lineCounter = new LineCounter();
   let doc: Document.Parsed;
   try {
-    doc = parseDocument(source, {
-      lineCounter,
-      version: '1.1',
-      merge: true,
-      uniqueKeys: true,
-      prettyErrors: false,
-      keepSourceTokens: false,
-      customTags: snakeYamlBooleans,
-    });
+    doc = parseDocument(source, { ...CONFIG_YAML_OPTIONS, lineCounter });
   } catch (err) {
     // The parser reports most problems as doc.errors; a throw is unexpected but must not escape.
     throw new ConfigAbort([
