@@ -1,8 +1,8 @@
 // HTTP plumbing shared by the API's routes: token extraction (CircleCI's three ways plus Bearer),
 // the signed-in user of a request, `{message}` errors, opaque page tokens and request-body checks.
-import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { User } from '../accounts/index.js';
-import { TorusError } from '../ops/index.js';
+import { isTorusError, TorusError } from '../ops/index.js';
 
 /**
  * The API token of a request: `Circle-Token` header, HTTP basic with the token as user name,
@@ -152,4 +152,26 @@ export function iso(d: Date | string | null | undefined): string | null {
 export function baseUrl(req: FastifyRequest, configured: string): string {
   if (configured) return configured.replace(/\/+$/, '');
   return `${req.protocol}://${req.host}`;
+}
+
+/** CircleCI's error shape for every failure: TorusError → its status, 4xx kept, anything else a logged 500. */
+export function sendApiError(
+  err: FastifyError | TorusError | Error,
+  req: FastifyRequest,
+  reply: FastifyReply,
+) {
+  if (isTorusError(err)) {
+    if (err.status >= 500) req.log.error({ err }, 'request failed');
+    return reply
+      .status(err.status)
+      .send({ message: err.hint ? `${err.message} (${err.hint})` : err.message });
+  }
+  const status = (err as FastifyError).statusCode;
+  if (typeof status === 'number' && status >= 400 && status < 500) {
+    return reply.status(status).send({ message: err.message });
+  }
+  req.log.error({ err, url: req.url, method: req.method }, 'request failed');
+  return reply
+    .status(500)
+    .send({ message: `Internal server error (request ${req.id}); the server log has the details.` });
 }

@@ -1,18 +1,13 @@
 // The HTTP API: CircleCI's REST API v2 (the implemented subset, in CircleCI's shapes), the v1.1
 // job endpoint and step output, live output as Server-Sent Events, Torus' admin extensions,
 // /api/v2/openapi.json, health probes, and the agent protocol routes (agent-routes.ts).
-import Fastify, {
-  LogController,
-  type FastifyError,
-  type FastifyInstance,
-  type FastifyRequest,
-} from 'fastify';
+import Fastify, { LogController, type FastifyInstance, type FastifyRequest } from 'fastify';
 import type { Accounts } from '../accounts/index.js';
 import type { PipelineEngine } from '../pipelines/index.js';
 import { AGENT_API_PREFIX, type Scheduler } from '../scheduler/index.js';
-import { isTorusError, TorusError, type Resources } from '../ops/index.js';
+import { TorusError, type Resources } from '../ops/index.js';
 import { agentRoutes } from './agent-routes.js';
-import { requestToken, setUser } from './http.js';
+import { requestToken, sendApiError, setUser } from './http.js';
 import { servedSpec } from './openapi.js';
 import { registerOutputRoutes, registerOutputUrlRoute } from './routes-output.js';
 import { PipelineChanges, registerTorusRoutes } from './routes-torus.js';
@@ -83,22 +78,7 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   // curl -d sends form encoding; CircleCI's API reads the body as JSON whatever the header says.
   app.addContentTypeParser('*', { parseAs: 'string' }, parseJsonBody);
 
-  app.setErrorHandler((err: FastifyError | TorusError | Error, req, reply) => {
-    if (isTorusError(err)) {
-      if (err.status >= 500) req.log.error({ err }, 'request failed');
-      return reply
-        .status(err.status)
-        .send({ message: err.hint ? `${err.message} (${err.hint})` : err.message });
-    }
-    const status = (err as FastifyError).statusCode;
-    if (typeof status === 'number' && status >= 400 && status < 500) {
-      return reply.status(status).send({ message: err.message });
-    }
-    req.log.error({ err, url: req.url, method: req.method }, 'request failed');
-    return reply
-      .status(500)
-      .send({ message: `Internal server error (request ${req.id}); the server log has the details.` });
-  });
+  app.setErrorHandler(sendApiError);
   app.setNotFoundHandler((req, reply) =>
     reply.status(404).send({ message: `Not found: ${req.method} ${req.url.split('?')[0]}` }),
   );

@@ -2,8 +2,9 @@
 // its pipeline with a generated config. The continuation key in the body is the credential — the
 // continuation orb sends no API token — so this plugin must be mounted OUTSIDE the API-token hook
 // (an API token, if sent, is not needed). Refusals are CircleCI's `{message}` with 4xx statuses.
-import type { FastifyError, FastifyPluginAsync } from 'fastify';
-import { isTorusError, TorusError } from '../ops/index.js';
+import type { FastifyPluginAsync } from 'fastify';
+import { sendApiError } from './http.js';
+import { TorusError } from '../ops/index.js';
 import type { PipelineEngine } from '../pipelines/index.js';
 
 export interface ContinueRoutesDeps {
@@ -49,23 +50,8 @@ function parametersOf(raw: unknown): Record<string, string | number | boolean> |
 
 export function continueRoutes(deps: ContinueRoutesDeps): FastifyPluginAsync {
   return async (app) => {
-    // the same mapping as the API's root handler, so the plugin answers alike wherever it is mounted
-    app.setErrorHandler((err: FastifyError | TorusError | Error, req, reply) => {
-      if (isTorusError(err)) {
-        if (err.status >= 500) req.log.error({ err }, 'request failed');
-        return reply
-          .status(err.status)
-          .send({ message: err.hint ? `${err.message} (${err.hint})` : err.message });
-      }
-      const status = (err as FastifyError).statusCode;
-      if (typeof status === 'number' && status >= 400 && status < 500) {
-        return reply.status(status).send({ message: err.message });
-      }
-      req.log.error({ err, url: req.url, method: req.method }, 'request failed');
-      return reply
-        .status(500)
-        .send({ message: `Internal server error (request ${req.id}); the server log has the details.` });
-    });
+    // the API's own mapping, so the plugin answers alike wherever it is mounted
+    app.setErrorHandler(sendApiError);
 
     app.post(CONTINUE_PATH, async (req) => {
       const body = bodyOf(req.body);
