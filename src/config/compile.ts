@@ -13,6 +13,7 @@ import type {
   Requirement,
   ScheduleTrigger,
   WorkflowJob,
+  OrbResolver,
 } from './model.js';
 import { ConfigAbort, configError } from './errors.js';
 import { filtersToYaml, normalizeFilters, normalizeJob } from './normalize.js';
@@ -30,7 +31,9 @@ import {
   type ParameterDecl,
   type SubstitutionPass,
 } from './params.js';
-import { parseSource, type MapValue, type Value } from './source.js';
+import { parseFast } from './fast-source.js';
+import { validateSchema } from './schema.js';
+import { checkSource, parseSource, SourceMap, type MapValue, type Value } from './source.js';
 import { loadOrbs, type OrbLoadContext } from './orbs.js';
 import { evaluateExpression, ExpressionError, looksLikeExpression } from './expr.js';
 import { registerElements, newNamespace, type Element, type Namespace } from './elements.js';
@@ -1061,38 +1064,18 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
         errors: [configError('TORUS_E_CONFIG_YAML', 'config source must be text', file, undefined)],
       };
     }
-    const parsed = parseSource(source, file, opts.maxBytes);
-    const ctx: Context = { file, sourceMap: parsed.sourceMap, errors: [] };
-    if (!isMapValue(parsed.root)) {
-      report(
-        ctx,
-        'TORUS_E_CONFIG_SHAPE',
-        parsed.root === null ? 'the config is empty' : 'the config must be a map at the top level',
-        { line: 1, column: 1 },
-      );
-      return { ok: false, errors: ctx.errors };
+    checkSource(source, file, opts.maxBytes);
+    // The fast reader has no positions: a config it reads and that compiles cleanly is done; any
+    // error is reported from a second compile of source.ts's reading, which locates it.
+    // both compiles of one config ask the resolver once per orb reference
+    if (opts.orbResolver) opts = { ...opts, orbResolver: rememberingResolver(opts.orbResolver) };
+    const fast = opts.exactRead ? undefined : parseFast(source);
+    if (fast !== undefined) {
+      const result = await compileTree(fast, new SourceMap(), file, opts);
+      if (result.ok) return result;
     }
-    const version = readVersion(ctx, parsed.root);
-    if (!version) return { ok: false, errors: ctx.errors };
-    const compiler = new Compiler(ctx, parsed.root, version, opts);
-    const result = await compiler.compile();
-    if (!result || ctx.errors.length > 0) return { ok: false, errors: dedupe(ctx.errors) };
-    // written on first read (most callers want only the config); an enumerable getter, so spreads and
-    // JSON see it as a plain property. `processed` is a fresh tree no other stage holds.
-    const processed = result.processed;
-    let processedYaml: string | undefined;
-    return {
-      ok: true,
-      config: result.config,
-      get processedYaml(): string {
-        processedYaml ??= stringify(processed, {
-          aliasDuplicateObjects: false,
-          lineWidth: 0,
-          version: '1.1',
-        });
-        return processedYaml;
-      },
-    };
+    const parsed = parseSource(source, file, opts.maxBytes, new SourceMap(), false, true);
+    return await compileTree(parsed.root, parsed.sourceMap, file, opts);
   } catch (err) {
     if (err instanceof ConfigAbort) return { ok: false, errors: err.errors };
     if (err instanceof RangeError) {
@@ -1121,6 +1104,65 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
       ],
     };
   }
+}
+
+function rememberingResolver(inner: OrbResolver): OrbResolver {
+  const answers = new Map<string, ReturnType<OrbResolver['resolve']>>();
+  return {
+    resolve(ref) {
+      let answer = answers.get(ref);
+      if (!answer) {
+        answer = inner.resolve(ref);
+        answers.set(ref, answer);
+      }
+      return answer;
+    },
+  };
+}
+
+/** Compiles a parsed config tree (from either reader); throws ConfigAbort like the readers. */
+async function compileTree(
+  root: Value,
+  sourceMap: SourceMap,
+  file: string,
+  opts: CompileOptions,
+): Promise<CompileResult> {
+  const ctx: Context = { file, sourceMap, errors: [] };
+  if (!isMapValue(root)) {
+    report(
+      ctx,
+      'TORUS_E_CONFIG_SHAPE',
+      root === null ? 'the config is empty' : 'the config must be a map at the top level',
+      { line: 1, column: 1 },
+    );
+    return { ok: false, errors: ctx.errors };
+  }
+  const version = readVersion(ctx, root);
+  if (!version) return { ok: false, errors: ctx.errors };
+  // CircleCI's JSON schema (patched where CircleCI accepts more) describes 2.1 sources only. Its
+  // findings count when the compiler's own rules, whose messages are CircleCI's, find nothing.
+  const schemaErrors: ConfigError[] = [];
+  if (version === '2.1') validateSchema(root, { file, sourceMap, errors: schemaErrors });
+  const compiler = new Compiler(ctx, root, version, opts);
+  const result = await compiler.compile();
+  if (!result || ctx.errors.length > 0) return { ok: false, errors: dedupe(ctx.errors) };
+  if (schemaErrors.length > 0) return { ok: false, errors: schemaErrors };
+  // written on first read (most callers want only the config); an enumerable getter, so spreads and
+  // JSON see it as a plain property. `processed` is a fresh tree no other stage holds.
+  const processed = result.processed;
+  let processedYaml: string | undefined;
+  return {
+    ok: true,
+    config: result.config,
+    get processedYaml(): string {
+      processedYaml ??= stringify(processed, {
+        aliasDuplicateObjects: false,
+        lineWidth: 0,
+        version: '1.1',
+      });
+      return processedYaml;
+    },
+  };
 }
 
 function dedupe(errors: ConfigError[]): ConfigError[] {

@@ -6,6 +6,7 @@ import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { basename, extname, join } from 'node:path';
 import { parse, stringify } from 'yaml';
 import type { OrbResolver } from './model.js';
+import { CONFIG_YAML_OPTIONS } from './source.js';
 
 // shared/ sits beside the checkout (in CI too); TORUS_CORPUS_DIR points elsewhere.
 export const CORPUS_DIR =
@@ -28,7 +29,8 @@ export class OrbPackError extends Error {
 }
 
 function readYaml(file: string): Plain {
-  return parse(readFileSync(file, 'utf8'), { version: '1.1', merge: true, uniqueKeys: false }) as Plain;
+  // the compiler's own YAML 1.1 reading (SnakeYAML's booleans and floats: `default: .` stays a string)
+  return parse(readFileSync(file, 'utf8'), { ...CONFIG_YAML_OPTIONS, uniqueKeys: false }) as Plain;
 }
 
 function isPlainMap(v: Plain | undefined): v is { [k: string]: Plain } {

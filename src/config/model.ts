@@ -136,6 +136,8 @@ export interface CompileOptions {
   maxBytes?: number;
   /** looks up orb sources (later issue: the registry); absent means orbs are an error */
   orbResolver?: OrbResolver;
+  /** read the text only with the position-keeping reader (tests comparing the two readers) */
+  exactRead?: boolean;
 }
 
 export interface OrbResolver {

@@ -119,12 +119,26 @@ function snakeYamlBooleans(tags: Tags): Tags {
     test,
     resolve: () => value,
   });
-  const rest = tags.filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:bool');
+  const rest = tags
+    .filter((t) => typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:bool')
+    .map(snakeYamlFloat);
   return [
     bool(true, /^(?:[Yy]es|YES|[Tt]rue|TRUE|[Oo]n|ON)$/),
     bool(false, /^(?:[Nn]o|NO|[Ff]alse|FALSE|[Oo]ff|OFF)$/),
     ...rest,
   ];
+}
+
+/**
+ * SnakeYAML's 1.1 floats need a digit in the mantissa: `.`, `-.`, `e3` and `.e3` are strings there
+ * (`persist_to_workspace: {root: .}` is common), but the `yaml` library's 1.1 patterns read them as NaN.
+ */
+function snakeYamlFloat(t: Tags[number]): Tags[number] {
+  if (typeof t === 'string' || t.tag !== 'tag:yaml.org,2002:float') return t;
+  const scalar = t as ScalarTag;
+  if (!(scalar.test instanceof RegExp) || scalar.test.test('.inf')) return t;
+  const test = new RegExp(`(?=[-+]?(?:[0-9]|\\.[0-9]))${scalar.test.source}`, scalar.test.flags);
+  return { ...scalar, test };
 }
 
 /** The `yaml` parse options the compiler reads configs with (the benchmark's baseline uses them too). */
@@ -195,15 +209,8 @@ function checkNestingDepth(source: string, file: string): void {
   }
 }
 
-/** Parses config text into plain values with a source map, or throws ConfigAbort with located errors. */
-export function parseSource(
-  source: string,
-  file: string,
-  maxBytes = DEFAULT_MAX_BYTES,
-  sourceMap = new SourceMap(),
-  /** record `file` on every location (sources other than the config itself) */
-  tagFile = false,
-): ParsedSource {
+/** The guards that run before either reader sees the text: size cap, then nesting depth. */
+export function checkSource(source: string, file: string, maxBytes = DEFAULT_MAX_BYTES): void {
   const bytes = Buffer.byteLength(source, 'utf8');
   if (bytes > maxBytes) {
     throw new ConfigAbort([
@@ -217,6 +224,20 @@ export function parseSource(
     ]);
   }
   checkNestingDepth(source, file);
+}
+
+/** Parses config text into plain values with a source map, or throws ConfigAbort with located errors. */
+export function parseSource(
+  source: string,
+  file: string,
+  maxBytes = DEFAULT_MAX_BYTES,
+  sourceMap = new SourceMap(),
+  /** record `file` on every location (sources other than the config itself) */
+  tagFile = false,
+  /** checkSource already ran on this text */
+  checked = false,
+): ParsedSource {
+  if (!checked) checkSource(source, file, maxBytes);
   const lineCounter = new LineCounter();
   let doc: Document.Parsed;
   try {
@@ -353,7 +374,6 @@ class Converter {
       const out: MapValue = {};
       const keyNames: string[] = [];
       const keyOffsets: number[] = [];
-      const merged: MapValue[] = [];
       for (const pair of node.items) {
         if (!isPair(pair)) continue;
         const keyNode = pair.key as Node | null;
@@ -362,11 +382,12 @@ class Converter {
           (keyNode.source === '<<' || String(keyNode.value) === '<<') &&
           !keyNode.type?.startsWith('QUOTE')
         ) {
-          // YAML 1.1 merge key: `<<: *a` or `<<: [*a, *b]`; explicit keys win, earlier sources win.
+          // YAML 1.1 merge key: `<<: *a` or `<<: [*a, *b]`; explicit keys win, earlier sources win,
+          // and merged keys take the place of the `<<` in the key order (as SnakeYAML and js-yaml do)
           const src = this.convert(pair.value as Node, depth + 1);
           const list = Array.isArray(src) ? src : [src];
           for (const m of list) {
-            if (m && typeof m === 'object' && !Array.isArray(m)) merged.push(m);
+            if (m && typeof m === 'object' && !Array.isArray(m)) this.mergeInto(out, m, keyNames, keyOffsets);
             else {
               throw new ConfigAbort([
                 configError(
@@ -385,19 +406,6 @@ class Converter {
         keyOffsets.push(this.offset(keyNode));
         out[key] = this.convert(pair.value as Node, depth + 1);
       }
-      for (const m of merged) {
-        for (const [k, v] of Object.entries(m)) {
-          if (!(k in out)) {
-            out[k] = v;
-            // merged maps come from this document, so their offsets count in the same lines
-            const p = this.sourceMap.offsetAt(m, k);
-            if (p) {
-              keyNames.push(k);
-              keyOffsets.push(p.offset);
-            }
-          }
-        }
-      }
       this.sourceMap.set(out, {
         pos: this.offset(node),
         lines: this.lines,
@@ -408,6 +416,20 @@ class Converter {
       return out;
     }
     return null;
+  }
+
+  /** Adds the keys of a merged map that `out` has not got yet. */
+  private mergeInto(out: MapValue, m: MapValue, keyNames: string[], keyOffsets: number[]): void {
+    for (const [k, v] of Object.entries(m)) {
+      if (Object.hasOwn(out, k)) continue;
+      out[k] = v;
+      // merged maps come from this document, so their offsets count in the same lines
+      const p = this.sourceMap.offsetAt(m, k);
+      if (p) {
+        keyNames.push(k);
+        keyOffsets.push(p.offset);
+      }
+    }
   }
 
   private keyString(keyNode: Node | null, depth: number): string {
