@@ -1,6 +1,12 @@
 // The agent protocol's HTTP routes (see src/scheduler/protocol.ts), mounted at AGENT_API_PREFIX:
 // bearer-token auth, body validation, and the mapping of scheduler errors to {message} responses.
-import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type {
+  FastifyError,
+  FastifyInstance,
+  FastifyPluginAsync,
+  FastifyReply,
+  FastifyRequest,
+} from 'fastify';
 import { isTorusError } from '../ops/index.js';
 import type {
   AuthenticatedAgent,
@@ -116,43 +122,54 @@ const OUTPUT_BODY_LIMIT = 16 * 1024 * 1024;
 type TaskParams = { taskId: string };
 type StepParams = { taskId: string; index: number };
 
+/**
+ * Agent auth for a plugin scope under AGENT_API_PREFIX: `{message}` errors and the bearer-token
+ * check on every request. Returns the authenticated agent of a request. Shared by the agent blob
+ * routes (agent-blobs.ts).
+ */
+export function useAgentAuth(
+  app: FastifyInstance,
+  scheduler: Pick<Scheduler, 'authenticateAgent'>,
+): (request: FastifyRequest) => AuthenticatedAgent {
+  const agents = new WeakMap<FastifyRequest, AuthenticatedAgent>();
+  app.setErrorHandler((err: FastifyError, request, reply) => {
+    if (isTorusError(err)) return reply.code(err.status).send({ message: err.message });
+    if (err.validation) return reply.code(400).send({ message: `invalid request: ${err.message}` });
+    if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
+      return reply.code(err.statusCode).send({ message: err.message });
+    }
+    request.log.error({ err }, 'agent request failed');
+    return reply.code(500).send({ message: 'internal server error; see the server log' });
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    const header = request.headers.authorization ?? '';
+    const m = /^Bearer\s+(\S+)$/i.exec(header);
+    if (!m?.[1]) {
+      return reply
+        .code(401)
+        .send({ message: 'missing agent token: send "Authorization: Bearer <agent token>"' });
+    }
+    const agent = await scheduler.authenticateAgent(m[1]);
+    if (!agent) return reply.code(401).send({ message: 'invalid or revoked agent token' });
+    agents.set(request, agent);
+  });
+
+  return (request) => {
+    const a = agents.get(request);
+    if (!a) throw new Error('agent route reached without authentication');
+    return a;
+  };
+}
+
 export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
   return async (app) => {
-    const agents = new WeakMap<FastifyRequest, AuthenticatedAgent>();
+    const agentOf = useAgentAuth(app, scheduler);
     // Long-polling claims end (204) when the server closes, so closing does not wait up to 30 s.
     const waitingClaims = new Set<AbortController>();
     app.addHook('preClose', async () => {
       for (const ac of waitingClaims) ac.abort();
     });
-
-    app.setErrorHandler((err: FastifyError, request, reply) => {
-      if (isTorusError(err)) return reply.code(err.status).send({ message: err.message });
-      if (err.validation) return reply.code(400).send({ message: `invalid request: ${err.message}` });
-      if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) {
-        return reply.code(err.statusCode).send({ message: err.message });
-      }
-      request.log.error({ err }, 'agent request failed');
-      return reply.code(500).send({ message: 'internal server error; see the server log' });
-    });
-
-    app.addHook('onRequest', async (request, reply) => {
-      const header = request.headers.authorization ?? '';
-      const m = /^Bearer\s+(\S+)$/i.exec(header);
-      if (!m?.[1]) {
-        return reply
-          .code(401)
-          .send({ message: 'missing agent token: send "Authorization: Bearer <agent token>"' });
-      }
-      const agent = await scheduler.authenticateAgent(m[1]);
-      if (!agent) return reply.code(401).send({ message: 'invalid or revoked agent token' });
-      agents.set(request, agent);
-    });
-
-    const agentOf = (request: FastifyRequest): AuthenticatedAgent => {
-      const a = agents.get(request);
-      if (!a) throw new Error('agent route reached without authentication');
-      return a;
-    };
 
     app.post<{ Body: ClaimRequest }>(
       '/claim',

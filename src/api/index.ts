@@ -13,6 +13,11 @@ import { registerOutputRoutes, registerOutputUrlRoute } from './routes-output.js
 import { PipelineChanges, registerTorusRoutes } from './routes-torus.js';
 import { registerV2Routes, type RouteDeps } from './routes-v2.js';
 import { continueRoutes } from './routes-continue.js';
+import { secretsRoutes } from './routes-secrets.js';
+import { agentBlobRoutes } from './agent-blobs.js';
+import { registerArtifactRoutes } from './routes-artifacts.js';
+import { createBlobs } from '../blobs/index.js';
+import { createSecretStore, openKeyring, type SecretStore } from '../secrets/index.js';
 import { compileRoutes } from './compile-routes.js';
 import { createOutputSigner } from './signing.js';
 
@@ -23,6 +28,8 @@ export interface ApiDeps {
   engine: PipelineEngine;
   scheduler: Scheduler;
   accounts: Accounts;
+  /** project and context variables (default: a store under the settings' keyring) */
+  secrets?: SecretStore;
 }
 
 /** request bodies (pipeline parameters, step output from agents) stay well under this */
@@ -104,6 +111,9 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
 
   // ---- the agent protocol (its own bearer-token auth) ----
   await app.register(agentRoutes(deps.scheduler), { prefix: AGENT_API_PREFIX });
+  // artifacts, test results, caches and workspace layers, streamed to the object store
+  const blobs = createBlobs(res);
+  await app.register(agentBlobRoutes({ scheduler: deps.scheduler, blobs }), { prefix: AGENT_API_PREFIX });
 
   // ---- the user API: a personal API token on every request ----
   const authenticate = async (req: FastifyRequest): Promise<void> => {
@@ -118,6 +128,8 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   registerOutputUrlRoute(app, routeDeps, signer, authenticate);
   // setup workflows: the continuation key is the credential (routes-continue.ts, by pipelines/)
   await app.register(continueRoutes({ engine: deps.engine }));
+  const secrets = deps.secrets ?? createSecretStore(res, openKeyring(res.settings));
+  await app.register(secretsRoutes({ res, accounts: deps.accounts, secrets }));
   // config compilation for the circleci CLI: CircleCI compiles without a token too (compile-routes.ts)
   await app.register(compileRoutes({ authenticate: (token) => deps.accounts.authenticate(token) }));
   await app.register(async (api) => {
@@ -125,6 +137,7 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
     registerV2Routes(api, routeDeps);
     registerOutputRoutes(api, routeDeps, signer);
     registerTorusRoutes(api, routeDeps, changes);
+    registerArtifactRoutes(api, { res, blobs });
   });
 
   return app;

@@ -27,6 +27,14 @@ export const IMPLEMENTED_OPERATIONS: Record<string, string[]> = {
   '/project/{project-slug}/job/{job-number}': ['get'],
   '/project/{project-slug}/job/{job-number}/cancel': ['post'],
   '/jobs/{job-id}/cancel': ['post'],
+  '/project/{project-slug}/{job-number}/artifacts': ['get'],
+  '/project/{project-slug}/{job-number}/tests': ['get'],
+  '/project/{project-slug}/envvar': ['get', 'post'],
+  '/project/{project-slug}/envvar/{name}': ['get', 'delete'],
+  '/context': ['get', 'post'],
+  '/context/{context_id}': ['get', 'delete'],
+  '/context/{context_id}/environment-variable': ['get'],
+  '/context/{context_id}/environment-variable/{env_var_name}': ['put', 'delete'],
 };
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };

@@ -97,6 +97,10 @@ export async function main(argv: string[]): Promise<void> {
           signal: stop.signal,
           drain: drain.signal,
           logger,
+          // an agent that claims docker jobs drives the engine DOCKER_HOST names (or the default socket)
+          ...(opts.resourceClass.some((c: string) => c === '*' || c.startsWith('docker:'))
+            ? { docker: {} }
+            : {}),
         });
         process.exit(0);
       },

@@ -1,15 +1,16 @@
 // The composition root: opens storage, builds the scheduler, pipeline engine, accounts and HTTP
 // API from one Resources object, starts the local agents, and shuts it all down in order.
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/index.js';
 import { createAccounts, type Accounts } from '../accounts/index.js';
 import { detectSandbox } from '../agent/index.js';
-import { createPipelineEngine, type PipelineEngine } from '../pipelines/index.js';
+import { createPipelineEngine, secretsPreparer, type PipelineEngine } from '../pipelines/index.js';
+import { createSecretStore, openKeyring } from '../secrets/index.js';
 import { createScheduler, startLocalAgents, type Scheduler } from '../scheduler/index.js';
 
-import { FsObjectStore, openDatabase } from '../storage/index.js';
+import { createObjectStore, openDatabase } from '../storage/index.js';
 import { createLogger, randomIds, systemClock, type Resources, type Settings } from '../ops/index.js';
 
 export interface RunningServer {
@@ -29,20 +30,22 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
   const logger = createLogger(settings.logLevel);
   mkdirSync(settings.dataDir, { recursive: true });
   const db = await openDatabase({ databaseUrl: settings.databaseUrl, dataDir: settings.dataDir });
-  const store = new FsObjectStore(join(settings.dataDir, 'objects'));
+  const store = createObjectStore(settings);
   const res: Resources = { db, store, clock: systemClock, ids: randomIds, logger, settings };
 
   // The scheduler reports job progress to the engine; the engine enqueues through the scheduler.
   // (the hooks run only after start-up, when `engine` is assigned)
+  const secrets = createSecretStore(res, openKeyring(settings));
   const scheduler = createScheduler(res, {
     onTaskStarted: (jobId) => engine.onTaskStarted(jobId),
     onJobFinished: (jobId, outcome) => engine.onJobFinished(jobId, outcome),
+    prepareTask: secretsPreparer(db, secrets),
   });
   const engine: PipelineEngine = createPipelineEngine(res, { scheduler });
   const accounts = createAccounts(res);
   const admin = await accounts.bootstrapAdmin(settings.adminToken);
 
-  const app = await buildApp(res, { engine, scheduler, accounts });
+  const app = await buildApp(res, { engine, scheduler, accounts, secrets });
   await app.listen({ host: settings.host, port: settings.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : settings.port;
@@ -56,15 +59,13 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
   if (settings.localAgents > 0) {
     const sandbox = detectSandbox(settings.sandbox);
     if (sandbox.warning) logger.warn(sandbox.warning);
-    const token = await scheduler.createAgentToken(
-      settings.localAgentClasses.length === 1 ? settings.localAgentClasses[0]! : '*',
-      'local agents',
-    );
+    const classes = localAgentClasses(settings.localAgentClasses);
+    const token = await scheduler.createAgentToken(classes.length === 1 ? classes[0]! : '*', 'local agents');
     agents = startLocalAgents({
       count: settings.localAgents,
       serverUrl: url,
       token: token.token,
-      classes: settings.localAgentClasses,
+      classes,
       sandbox: settings.sandbox,
       logger,
       logLevel: settings.logLevel,
@@ -86,4 +87,21 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
   };
 
   return { res, app, engine, scheduler, accounts, url, newAdminToken: admin.token, stop };
+}
+
+/**
+ * The classes local agents claim: the configured ones, plus `docker:*` when a Docker engine is at
+ * hand (DOCKER_HOST, or the default socket) and no configured class covers docker jobs already.
+ */
+function localAgentClasses(configured: string[]): string[] {
+  if (configured.some((c) => c === '*' || c.startsWith('docker:'))) return configured;
+  const host = process.env.DOCKER_HOST;
+  const socket = host?.startsWith('unix://')
+    ? host.slice('unix://'.length)
+    : host
+      ? undefined
+      : '/var/run/docker.sock';
+  const available =
+    host !== undefined && socket === undefined ? true : socket !== undefined && existsSync(socket);
+  return available ? [...configured, 'docker:*'] : configured;
 }

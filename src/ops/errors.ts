@@ -12,6 +12,8 @@ export const ERROR_CODES = {
   TORUS_E_LEASE_LOST: 409,
   TORUS_E_VCS: 400,
   TORUS_E_SETTINGS: 500,
+  /** a store_test_results file is not JUnit XML (the step fails, naming the file) */
+  TORUS_E_TEST_RESULTS_INVALID: 400,
   /** the server is shutting down or not ready; retry later */
   TORUS_E_UNAVAILABLE: 503,
 } as const;

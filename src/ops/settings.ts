@@ -25,6 +25,25 @@ export interface Settings {
   maxLeaseRequeues: number;
   /** 'auto' uses bubblewrap when present */
   sandbox: 'auto' | 'bwrap' | 'none';
+  /** secrets keyring file (default `<dataDir>/keyring.json`, created 0600 on first use) */
+  keyringFile?: string;
+  /** the keyring itself, base64 JSON (scaled-out shape); wins over keyringFile */
+  keyring?: string;
+  /** where objects (output, artifacts, caches, workspaces) go: 'fs' (`<dataDir>/objects`, the default) or 's3' */
+  objectStore?: 'fs' | 's3';
+  /** S3-compatible endpoint URL; AWS when absent */
+  s3Endpoint?: string;
+  s3Bucket?: string;
+  s3Region?: string;
+  /** path-style addressing (MinIO, s3rver); virtual-hosted when false */
+  s3ForcePathStyle?: boolean;
+  /** key prefix inside the bucket */
+  s3Prefix?: string;
+  /** static credentials; the AWS SDK's default chain when absent */
+  s3AccessKeyId?: string;
+  s3SecretAccessKey?: string;
+  /** serve html/css/javascript/xml artifacts with their own content types (CircleCI's "unsafe artifacts") */
+  unsafeArtifacts?: boolean;
   /** the config file read, if any */
   configFile?: string;
 }
@@ -44,6 +63,12 @@ function int(name: string, raw: string, min: number): number {
     );
   }
   return n;
+}
+
+function bool(name: string, raw: string): boolean {
+  if (/^(true|1|yes)$/i.test(raw)) return true;
+  if (/^(false|0|no|)$/i.test(raw)) return false;
+  throw new TorusError('TORUS_E_SETTINGS', `${name} must be true or false, got ${JSON.stringify(raw)}`);
 }
 
 const KEYS: Key[] = [
@@ -91,6 +116,49 @@ const KEYS: Key[] = [
       }
       s.sandbox = v;
     },
+  },
+  {
+    env: 'TORUS_KEYRING_FILE',
+    yaml: 'keyring_file',
+    apply: (s, v) => (s.keyringFile = v ? resolve(v) : undefined),
+  },
+  { env: 'TORUS_KEYRING', yaml: 'keyring', apply: (s, v) => (s.keyring = v || undefined) },
+  {
+    env: 'TORUS_OBJECT_STORE',
+    yaml: 'object_store',
+    apply: (s, v) => {
+      if (v !== 'fs' && v !== 's3') {
+        throw new TorusError(
+          'TORUS_E_SETTINGS',
+          `TORUS_OBJECT_STORE must be fs or s3, got ${JSON.stringify(v)}`,
+        );
+      }
+      s.objectStore = v;
+    },
+  },
+  { env: 'TORUS_S3_ENDPOINT', yaml: 's3_endpoint', apply: (s, v) => (s.s3Endpoint = v || undefined) },
+  { env: 'TORUS_S3_BUCKET', yaml: 's3_bucket', apply: (s, v) => (s.s3Bucket = v || undefined) },
+  { env: 'TORUS_S3_REGION', yaml: 's3_region', apply: (s, v) => (s.s3Region = v || undefined) },
+  {
+    env: 'TORUS_S3_FORCE_PATH_STYLE',
+    yaml: 's3_force_path_style',
+    apply: (s, v) => (s.s3ForcePathStyle = bool('TORUS_S3_FORCE_PATH_STYLE', v)),
+  },
+  { env: 'TORUS_S3_PREFIX', yaml: 's3_prefix', apply: (s, v) => (s.s3Prefix = v || undefined) },
+  {
+    env: 'TORUS_S3_ACCESS_KEY_ID',
+    yaml: 's3_access_key_id',
+    apply: (s, v) => (s.s3AccessKeyId = v || undefined),
+  },
+  {
+    env: 'TORUS_S3_SECRET_ACCESS_KEY',
+    yaml: 's3_secret_access_key',
+    apply: (s, v) => (s.s3SecretAccessKey = v || undefined),
+  },
+  {
+    env: 'TORUS_UNSAFE_ARTIFACTS',
+    yaml: 'unsafe_artifacts',
+    apply: (s, v) => (s.unsafeArtifacts = bool('TORUS_UNSAFE_ARTIFACTS', v)),
   },
 ];
 

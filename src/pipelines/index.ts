@@ -7,6 +7,7 @@ export type { TriggerType, TriggerInput } from './trigger.js';
 export { CONTINUATION_WINDOW_MS, type ContinueInput } from './continuation.js';
 export { CONTINUATION_KEY_ENV, hashContinuationKey } from './continuation-keys.js';
 export type { EngineScheduler, CompileFn } from './core.js';
+export { secretsPreparer } from './job-secrets.js';
 export {
   GitVcsProvider,
   VcsError,

@@ -11,6 +11,7 @@ import {
   patternAllows,
 } from './resource-classes.js';
 import type { SchedulerContext } from './context.js';
+import { completeTask } from './completion.js';
 
 export interface AuthenticatedAgent {
   tokenId: string;
@@ -185,7 +186,16 @@ export async function claimTask(
         }
         // in the background: the agent gets its task without waiting for the engine's transaction
         if (got.firstOfJob) ctx.jobHooks.taskStarted(got.jobId);
-        return got.response;
+        const prepared = await ctx.jobHooks.prepareTask(got.jobId, got.response.task);
+        if ('refuse' in prepared) {
+          await completeTask(ctx, got.response.task.taskId, {
+            leaseId: got.response.leaseId,
+            status: 'failed',
+            message: prepared.refuse,
+          });
+          continue;
+        }
+        return { ...got.response, task: prepared };
       }
       const remaining = deadline - Date.now();
       if (remaining <= 0 || stopped()) return null;

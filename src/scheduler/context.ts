@@ -2,7 +2,7 @@
 // helpers for leases and per-job serialization.
 import type { Queryable } from '../storage/index.js';
 import { TorusError, type Logger, type Resources } from '../ops/index.js';
-import type { TaskOutcome } from './protocol.js';
+import type { TaskOutcome, TaskSpec } from './protocol.js';
 import type { ClaimWaiters, StepFollowers } from './waiters.js';
 import { isFinal, isTaskStatus, type TaskStatus } from './task-states.js';
 
@@ -11,6 +11,11 @@ export interface SchedulerHooks {
   onTaskStarted(jobId: string): Promise<void>;
   /** all tasks of the job final */
   onJobFinished(jobId: string, outcome: TaskOutcome): Promise<void>;
+  /**
+   * Completes a claimed task's spec with what is never stored in the queue (decrypted project and
+   * context variables), or refuses it: the task then fails with that message without reaching an agent.
+   */
+  prepareTask?(jobId: string, spec: TaskSpec): Promise<TaskSpec | { refuse: string }>;
 }
 
 export interface JobMessage {
@@ -64,6 +69,10 @@ export class JobHooks {
       });
     this.starting.set(jobId, p);
     this.inflight.add(p);
+  }
+
+  async prepareTask(jobId: string, spec: TaskSpec): Promise<TaskSpec | { refuse: string }> {
+    return this.hooks.prepareTask ? await this.hooks.prepareTask(jobId, spec) : spec;
   }
 
   async jobFinished(jobId: string, outcome: TaskOutcome): Promise<void> {

@@ -136,8 +136,8 @@ for (const kind of databaseKinds()) {
       const { taskIds } = await enqueueJob(db, s.enqueue, { resourceClass: 'machine:large' });
       const claimed = await pending;
       expect(claimed!.task.taskId).toBe(taskIds[0]);
-      expect(resolvedAt - enqueuedAt).toBeLessThan(200);
-      expect(resolvedAt - started).toBeLessThan(2_000);
+      expect(resolvedAt - enqueuedAt).toBeLessThan(1_500); // woken, not polled: the claim waits 5 s otherwise
+      expect(resolvedAt - started).toBeLessThan(3_000);
     });
 
     it('returns null when the wait ends or the client goes away, without taking a task', async () => {

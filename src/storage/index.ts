@@ -1,6 +1,11 @@
 // Storage: the Database interface (PGlite or PostgreSQL, one SQL dialect), schema migrations, and
-// the ObjectStore interface (filesystem now, S3 later).
+// the ObjectStore interface (filesystem or S3, chosen by createObjectStore).
 import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Settings } from '../ops/settings.js';
+import { TorusError } from '../ops/errors.js';
+import { FsObjectStore, type ObjectStore } from './object-store.js';
+import { S3ObjectStore } from './s3.js';
 import type { Database } from './database.js';
 import { PgliteDatabase } from './pglite.js';
 import { PostgresDatabase } from './postgres.js';
@@ -19,6 +24,45 @@ export {
   type ObjectInfo,
   type ObjectBody,
 } from './object-store.js';
+export { S3ObjectStore, type S3ObjectStoreOptions } from './s3.js';
+
+/** The object store the settings ask for: `<dataDir>/objects` on disk (default), or an S3 bucket. */
+export function createObjectStore(
+  settings: Pick<
+    Settings,
+    | 'dataDir'
+    | 'objectStore'
+    | 's3Endpoint'
+    | 's3Bucket'
+    | 's3Region'
+    | 's3ForcePathStyle'
+    | 's3Prefix'
+    | 's3AccessKeyId'
+    | 's3SecretAccessKey'
+  >,
+): ObjectStore {
+  if ((settings.objectStore ?? 'fs') === 'fs') return new FsObjectStore(join(settings.dataDir, 'objects'));
+  if (!settings.s3Bucket) {
+    throw new TorusError('TORUS_E_SETTINGS', 'TORUS_OBJECT_STORE=s3 needs TORUS_S3_BUCKET (s3_bucket)');
+  }
+  if (Boolean(settings.s3AccessKeyId) !== Boolean(settings.s3SecretAccessKey)) {
+    throw new TorusError(
+      'TORUS_E_SETTINGS',
+      'give both TORUS_S3_ACCESS_KEY_ID and TORUS_S3_SECRET_ACCESS_KEY, or neither (the AWS SDK default chain)',
+    );
+  }
+  return new S3ObjectStore({
+    bucket: settings.s3Bucket,
+    prefix: settings.s3Prefix,
+    endpoint: settings.s3Endpoint,
+    region: settings.s3Region,
+    forcePathStyle: settings.s3ForcePathStyle ?? false,
+    credentials:
+      settings.s3AccessKeyId && settings.s3SecretAccessKey
+        ? { accessKeyId: settings.s3AccessKeyId, secretAccessKey: settings.s3SecretAccessKey }
+        : undefined,
+  });
+}
 
 export interface OpenDatabaseOptions {
   /** postgres://… ; when absent, PGlite in `${dataDir}/pg` */

@@ -75,7 +75,7 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       expect(paths['/project/{project-slug}/pipeline']?.post?.operationId).toBe('triggerPipeline');
       expect(paths['/torus/projects']?.get).toBeDefined();
       // not implemented, so the CLI falls back instead of calling it
-      expect(paths['/context']).toBeUndefined();
+      expect(paths['/context']?.get?.operationId).toBe('listContexts');
       expect(paths['/schedule/{schedule-id}']).toBeUndefined();
       // path items are the spec's own objects
       expect(paths['/workflow/{id}/job']).toEqual(

@@ -1,10 +1,12 @@
-// Vitest global setup: starts the real parts that many test files share (PostgreSQL 15), once per
-// run, on a free loopback port in a temporary directory, and stops them by PID at the end.
+// Vitest global setup: starts the real parts that many test files share (PostgreSQL 15, dockerd),
+// once per run, on a free loopback port / socket in a temporary directory, and stops them by PID at the end.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from './net.js';
+import { startDockerd, type TestDockerd } from './docker.js';
+import { hasCommand } from './parts.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
 let postgres: ChildProcess | undefined;
@@ -42,12 +44,30 @@ async function startPostgres(): Promise<string | undefined> {
   return url;
 }
 
+let dockerd: TestDockerd | undefined;
+
+/** one dockerd for the run (root only); tests find it as TORUS_TEST_DOCKER_HOST (and DOCKER_HOST) */
+async function startDocker(): Promise<void> {
+  if (process.env.TORUS_TEST_DOCKER_HOST) return;
+  if (process.getuid?.() !== 0 || !hasCommand('dockerd') || !hasCommand('docker')) return;
+  try {
+    dockerd = await startDockerd();
+  } catch (err) {
+    console.warn(`dockerd could not start; Docker tests will be skipped: ${(err as Error).message}`);
+    return;
+  }
+  process.env.TORUS_TEST_DOCKER_HOST = dockerd.host;
+  process.env.DOCKER_HOST = dockerd.host;
+  process.env.TORUS_TEST_REGISTRY_PORT = String(dockerd.registryPort);
+}
+
 export async function setup(): Promise<void> {
-  const url = await startPostgres();
+  const [url] = await Promise.all([startPostgres(), startDocker()]);
   if (url) process.env.TORUS_TEST_DATABASE_URL = url;
 }
 
 export async function teardown(): Promise<void> {
+  await dockerd?.stop();
   if (postgres?.pid) {
     // `su` forwards SIGINT to postgres: a fast shutdown.
     postgres.kill('SIGINT');

@@ -66,6 +66,8 @@ export function agentEnv(opts: LocalAgentsOptions): NodeJS.ProcessEnv {
     TORUS_AGENT_TOKEN: opts.token,
   };
   if (opts.logLevel) env.TORUS_LOG_LEVEL = opts.logLevel;
+  // the Docker engine the agents' docker executor drives
+  if (process.env.DOCKER_HOST) env.DOCKER_HOST = process.env.DOCKER_HOST;
   return env;
 }
 
