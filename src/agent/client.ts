@@ -17,6 +17,7 @@ import {
   type StepReportRequest,
   type TaskOutcome,
 } from '../scheduler/protocol.js';
+import type { DockerExecutorOptions } from './executors/index.js';
 import type { SandboxMode } from './sandbox.js';
 import { runTask, type FinalStepStatus, type TaskSink } from './task.js';
 
@@ -52,6 +53,8 @@ export interface AgentOptions {
   claimWaitMs?: number;
   /** local agents: stop claiming when this fires (parent died), finish the current task, then return */
   drain?: AbortSignal;
+  /** run `docker:` jobs through this engine (absent: they end as infrastructure_fail) */
+  docker?: DockerExecutorOptions;
 }
 
 class LeaseLost extends Error {
@@ -439,6 +442,7 @@ async function runClaimedTask(opts: AgentOptions, claim: ClaimResponse, workRoot
         sandbox: opts.sandbox,
         signal: conn.abort.signal,
         logger: log,
+        ...(opts.docker ? { docker: opts.docker } : {}),
       });
     } catch (err) {
       result = {

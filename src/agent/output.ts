@@ -16,16 +16,39 @@ export function maskSecrets(text: string, secrets: readonly string[]): string {
   return out;
 }
 
-/** secrets worth masking, longest first so a secret containing another is masked whole */
+/**
+ * Secrets worth masking, longest first so a secret containing another is masked whole. Output is
+ * masked a line at a time, so each line (of 4 characters or more) of a multi-line value — a
+ * private key, a JSON credential — is masked on its own as well.
+ */
 export function maskableSecrets(secrets: readonly string[]): string[] {
-  return [...new Set(secrets.filter((s) => s.length >= MIN_SECRET_LENGTH))].sort(
-    (a, b) => b.length - a.length,
-  );
+  const all: string[] = [];
+  for (const s of secrets) {
+    all.push(s);
+    if (s.includes('\n')) for (const line of s.split(/\r?\n/)) all.push(line.trimEnd());
+  }
+  return [...new Set(all.filter((s) => s.length >= MIN_SECRET_LENGTH))].sort((a, b) => b.length - a.length);
+}
+
+/** length of the longest end of `text` that is the beginning of a secret (it may be completed by what comes next) */
+function secretPrefixAtEnd(text: string, secrets: readonly string[]): number {
+  let keep = 0;
+  for (const s of secrets) {
+    for (let k = Math.min(s.length - 1, text.length); k > keep; k--) {
+      if (text.endsWith(s.slice(0, k))) {
+        keep = k;
+        break;
+      }
+    }
+  }
+  return keep;
 }
 
 /**
  * Turns one stream's bytes into masked text. Text is passed on a line at a time so a secret
- * split across two reads is still masked; a partial line is passed on after PARTIAL_LINE_MS.
+ * split across two reads is still masked; a partial line is passed on after PARTIAL_LINE_MS (or
+ * once it is long), except for an end that could be the start of a secret: that waits for the
+ * next write or the end of the stream.
  */
 export class MaskingStream {
   private readonly decoder = new StringDecoder('utf8');
@@ -45,10 +68,11 @@ export class MaskingStream {
       this.pending = this.pending.slice(cut + 1);
       this.emit(maskSecrets(lines, this.secrets));
     }
-    if (this.pending.length > PARTIAL_LINE_MAX_CHARS) this.flush();
-    else if (this.pending && !this.timer) this.timer = setTimeout(() => this.flush(), PARTIAL_LINE_MS);
+    if (this.pending.length > PARTIAL_LINE_MAX_CHARS) this.flushPartial();
+    else if (this.pending && !this.timer) this.timer = setTimeout(() => this.flushPartial(), PARTIAL_LINE_MS);
   }
 
+  /** passes on everything pending, masked (at the end of the stream) */
   flush(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
@@ -60,6 +84,17 @@ export class MaskingStream {
   end(): void {
     this.pending += this.decoder.end();
     this.flush();
+  }
+
+  /** passes on a partial line, keeping back an end that may be the first part of a secret */
+  private flushPartial(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    const masked = maskSecrets(this.pending, this.secrets);
+    const keep = secretPrefixAtEnd(masked, this.secrets);
+    this.pending = masked.slice(masked.length - keep);
+    const out = masked.slice(0, masked.length - keep);
+    if (out) this.emit(out);
   }
 }
 

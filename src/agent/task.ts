@@ -1,26 +1,22 @@
-// runTask: the host executor. Runs one task's steps in a fresh task directory (inside bubblewrap
-// when available), reporting each step's start, output and end to a TaskSink.
-import { spawnSync } from 'node:child_process';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import path from 'node:path';
+// runTask: one task's step lifecycle on any Executor (host or Docker): prepares the environment
+// ("Spin up environment"), runs each step inside it, reports each step's start, output and end to a
+// TaskSink, and disposes of the environment whatever happens.
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { Logger } from '../ops/index.js';
 import type { StepStatus, TaskOutcome, TaskSpec } from '../scheduler/protocol.js';
 import type { Step } from '../config/model.js';
-import { buildJobEnvironment, createTaskLayout, type TaskLayout } from './layout.js';
-import { formatGoDuration, MaskingStream, maskableSecrets } from './output.js';
-import { startStepProcess, type ProcessEnd, type StepProcess } from './process.js';
-import { detectSandbox, type SandboxMode } from './sandbox.js';
 import {
-  asRunStep,
-  checkoutScript,
-  defaultShell,
-  localRepoPath,
-  shellArgv,
-  unsupportedStepMessage,
-  type RunStep,
-} from './steps.js';
-
+  ExecutorError,
+  resolveJobPath,
+  type Environment,
+  type ExecEnd,
+  type ExecHandle,
+  type Executor,
+} from './executor.js';
+import { executorFor, type DockerExecutorOptions } from './executors/index.js';
+import { formatGoDuration, MaskingStream, maskableSecrets } from './output.js';
+import type { SandboxMode } from './sandbox.js';
+import { asRunStep, checkoutScript, shellArgv, unsupportedStepMessage, type RunStep } from './steps.js';
 export type FinalStepStatus = Exclude<StepStatus, 'running'>;
 
 /** Where a running task reports; the HTTP client implements it. */
@@ -40,6 +36,10 @@ export interface RunTaskOptions {
   /** abort = cancel */
   signal: AbortSignal;
   logger?: Logger;
+  /** runs `docker:` jobs on this Docker engine; without it they end as infrastructure_fail */
+  docker?: DockerExecutorOptions;
+  /** runs every job on this executor instead (tests) */
+  executor?: Executor;
 }
 
 export interface TaskResult {
@@ -61,9 +61,9 @@ interface StepResult {
 class TaskRun {
   failed = false;
   timedout = false;
-  private readonly running = new Set<StepProcess>();
+  private readonly running = new Set<ExecHandle>();
   private readonly background: Promise<void>[] = [];
-  private readonly backgroundProcs = new Set<StepProcess>();
+  private readonly backgroundProcs = new Set<ExecHandle>();
   private readonly secrets: string[];
   private readonly onAbort = () => {
     for (const p of this.running) p.kill();
@@ -73,8 +73,7 @@ class TaskRun {
   constructor(
     private readonly spec: TaskSpec,
     private readonly sink: TaskSink,
-    private readonly layout: TaskLayout,
-    private readonly env: Record<string, string>,
+    private readonly environment: Environment,
     private readonly signal: AbortSignal,
   ) {
     this.secrets = maskableSecrets(spec.secrets);
@@ -87,6 +86,10 @@ class TaskRun {
 
   get canceled(): boolean {
     return this.signal.aborted;
+  }
+
+  private get env(): Record<string, string> {
+    return this.environment.jobEnvironment;
   }
 
   print(index: number, text: string): void {
@@ -144,27 +147,24 @@ class TaskRun {
   }
 
   private async writeScript(index: number, text: string): Promise<string> {
-    const file = path.join(this.layout.stepsDir, `${index}.sh`);
-    await writeFile(file, text.endsWith('\n') ? text : text + '\n', { mode: 0o700 });
+    const file = `${this.environment.taskDirectory}/steps/${index}.sh`;
+    await this.environment.writeFile(file, text.endsWith('\n') ? text : text + '\n', 0o700);
     return file;
   }
 
   private start(
     index: number,
-    command: string[],
+    argv: string[],
     cwd: string,
     env: Record<string, string>,
     noOutputTimeoutMs: number | undefined,
-    readOnly: string[] = [],
-  ): { proc: StepProcess; flush: () => void } {
+  ): { proc: ExecHandle; flush: () => void } {
     const out = new MaskingStream(this.secrets, (t) => this.sink.output(index, 'out', t));
     const err = new MaskingStream(this.secrets, (t) => this.sink.output(index, 'err', t));
-    const proc = startStepProcess({
-      command,
+    const proc = this.environment.exec({
+      argv,
       cwd,
       env,
-      layout: this.layout,
-      readOnly,
       noOutputTimeoutMs,
       onOutput: (stream, data) => (stream === 'out' ? out : err).write(data),
     });
@@ -177,7 +177,7 @@ class TaskRun {
     };
   }
 
-  private describeEnd(index: number, end: ProcessEnd, noOutputTimeoutMs: number): StepResult {
+  private describeEnd(index: number, end: ExecEnd, noOutputTimeoutMs: number): StepResult {
     switch (end.kind) {
       case 'exited':
         if (end.exitCode === 0) return { status: 'success', exitCode: 0 };
@@ -203,9 +203,12 @@ class TaskRun {
 
   private async prepareShell(run: RunStep, index: number) {
     const script = await this.writeScript(index, run.command);
-    const cwd = this.layout.resolve(run.workingDirectory, this.layout.workingDirectory);
-    await mkdir(this.layout.toHost(cwd), { recursive: true });
-    const command = shellArgv(run.shell ?? this.spec.shell ?? defaultShell(), script);
+    const cwd = resolveJobPath(
+      run.workingDirectory,
+      this.environment.homeDirectory,
+      this.environment.workingDirectory,
+    );
+    const command = shellArgv(run.shell ?? this.spec.shell ?? this.environment.defaultShell, script);
     return { command, cwd, env: { ...this.env, ...run.environment } };
   }
 
@@ -238,7 +241,7 @@ class TaskRun {
         const { command, cwd, env } = await this.prepareShell(run, index);
         const { proc, flush } = this.start(index, command, cwd, env, run.noOutputTimeoutMs);
         this.backgroundProcs.add(proc);
-        if (this.canceled) proc.kill();
+        if (this.canceled || this.stopping) proc.kill();
         const end = await proc.done;
         this.backgroundProcs.delete(proc);
         flush();
@@ -259,26 +262,28 @@ class TaskRun {
     this.background.push(task);
   }
 
+  private stopping = false;
+
   /** the end of the task: background steps still running are stopped */
   async stopBackground(): Promise<void> {
+    this.stopping = true;
     for (const p of this.backgroundProcs) p.kill();
     await Promise.all(this.background);
   }
 
   private async runCheckout(step: Step, index: number): Promise<StepResult> {
     const p = 'path' in step && typeof step.path === 'string' ? step.path : undefined;
-    const dir = this.layout.resolve(p, this.layout.workingDirectory);
+    const dir = resolveJobPath(p, this.environment.homeDirectory, this.environment.workingDirectory);
     const script = await this.writeScript(index, checkoutScript(this.spec.checkout, dir));
-    const local = localRepoPath(this.spec.checkout.repoUrl);
     const env = { ...this.env, GIT_TERMINAL_PROMPT: '0' };
     if (this.canceled) return { status: 'canceled', exitCode: null };
+    const shell = this.environment.defaultShell.startsWith('/bin/bash') ? '/bin/bash' : '/bin/sh';
     const { proc, flush } = this.start(
       index,
-      [defaultShell().startsWith('/bin/bash') ? '/bin/bash' : '/bin/sh', script],
-      this.layout.workingDirectory,
+      [shell, script],
+      this.environment.workingDirectory,
       env,
       undefined,
-      local ? [local] : [],
     );
     this.running.add(proc);
     const end = await proc.done;
@@ -288,45 +293,9 @@ class TaskRun {
   }
 }
 
-function unsupportedExecutor(spec: TaskSpec): string | null {
-  switch (spec.executor.type) {
-    case 'docker':
-      return 'this agent has no Docker executor yet: the job uses `docker:`; run it with a `machine:` executor or a self-hosted runner resource class';
-    case 'macos':
-      return 'this agent cannot run `macos:` executor jobs';
-    case 'machine':
-    case 'none':
-      return null;
-    default: {
-      const never: never = spec.executor;
-      return `this agent cannot run \`${(never as { type: string }).type}\` executor jobs`;
-    }
-  }
-}
-
-function executorLabel(spec: TaskSpec): string {
-  const e = spec.executor;
-  if (e.type === 'machine')
-    return `machine${e.image ? ` (image ${e.image}, run on the host executor)` : ' (host executor)'}`;
-  return `${e.type === 'none' ? 'self-hosted runner' : e.type} (host executor)`;
-}
-
-/** Removes the task directory; a job may have left read-only directories (Go's module cache does), so retry after chmod. */
-async function removeTaskDir(root: string, logger: Logger | undefined): Promise<void> {
-  try {
-    await rm(root, { recursive: true, force: true, maxRetries: 2 });
-  } catch {
-    // most likely permissions: make everything writable and try once more
-    spawnSync('chmod', ['-R', 'u+rwX', root], { stdio: 'ignore' });
-    await rm(root, { recursive: true, force: true }).catch((err: unknown) =>
-      logger?.warn({ err: (err as Error).message, dir: root }, 'could not remove the task directory'),
-    );
-  }
-}
-
 export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptions): Promise<TaskResult> {
-  const refused = unsupportedExecutor(spec);
-  if (refused) return { status: 'infrastructure_fail', message: refused };
+  const executor = opts.executor ?? executorFor(spec, opts);
+  if (typeof executor === 'string') return { status: 'infrastructure_fail', message: executor };
 
   await sink.stepStart(0, {
     name: 'Spin up environment',
@@ -334,32 +303,31 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
     background: false,
     startedAt: new Date(),
   });
-  let layout: TaskLayout | undefined;
+  let environment: Environment | undefined;
   let run: TaskRun | undefined;
   try {
-    let sandbox;
     try {
-      sandbox = detectSandbox(opts.sandbox);
-      layout = await createTaskLayout(spec, opts.workRoot, sandbox.kind);
+      environment = await executor.prepare(spec, (text) => sink.output(0, 'out', text), opts.signal);
     } catch (err) {
-      const message = `Could not prepare the environment: ${(err as Error).message}`;
-      sink.output(0, 'err', message + '\n');
+      const e =
+        err instanceof ExecutorError
+          ? err
+          : new ExecutorError(
+              `Could not prepare the environment: ${(err as Error).message}`,
+              'infrastructure_fail',
+            );
+      if (opts.signal.aborted) {
+        await sink.stepEnd(0, 'canceled', null);
+        return { status: 'canceled' };
+      }
+      sink.output(0, 'err', e.message + '\n');
       await sink.stepEnd(0, 'failed', null);
-      return { status: 'infrastructure_fail', message };
+      return { status: e.status, message: e.message };
     }
-    const env = buildJobEnvironment(spec, layout);
     sink.output(
       0,
       'out',
-      [
-        `Executor: ${executorLabel(spec)}`,
-        `Resource class: ${spec.resourceClass}`,
-        `Sandbox: ${sandbox.kind === 'bwrap' ? 'bubblewrap (system directories read-only, only the task directory writable)' : 'none'}`,
-        ...(sandbox.warning ? [`Warning: ${sandbox.warning}`] : []),
-        `Working directory: ${layout.workingDirectory}`,
-        `Task: ${spec.jobName} #${spec.jobNumber}, parallel run ${spec.nodeIndex + 1} of ${spec.nodeTotal}`,
-        '',
-      ].join('\n'),
+      `Task: ${spec.jobName} #${spec.jobNumber}, parallel run ${spec.nodeIndex + 1} of ${spec.nodeTotal}\n`,
     );
     await sink.stepEnd(0, 'success', 0);
     if (opts.signal.aborted) return { status: 'canceled' };
@@ -373,14 +341,14 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
     sink.output(
       1,
       'out',
-      `Using environment variables:\n${Object.keys(env)
+      `Using environment variables:\n${Object.keys(environment.jobEnvironment)
         .sort()
         .map((k) => `  ${k}\n`)
         .join('')}`,
     );
     await sink.stepEnd(1, 'success', 0);
 
-    run = new TaskRun(spec, sink, layout, env, opts.signal);
+    run = new TaskRun(spec, sink, environment, opts.signal);
     for (const [i, step] of spec.steps.entries()) {
       if (run.canceled) break;
       if (!run.shouldRun(step)) continue;
@@ -395,6 +363,15 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
       await run.stopBackground();
       run.dispose();
     }
-    if (layout) await removeTaskDir(layout.root, opts.logger);
+    if (environment) {
+      await environment
+        .dispose()
+        .catch((err: unknown) =>
+          opts.logger?.error(
+            { err: (err as Error).message, taskId: spec.taskId },
+            'could not remove the task environment',
+          ),
+        );
+    }
   }
 }
