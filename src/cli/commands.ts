@@ -281,6 +281,23 @@ function registerAdminCommands(program: Command): void {
       print(await client(opts).get(`/api/v2/torus/orgs/${encodeURIComponent(name)}/members`)),
     );
 
+  admin
+    .command('rotate-key')
+    .description(
+      'add a new secrets key and re-encrypt every stored secret under it (stop the embedded server first)',
+    )
+    .option('--reencrypt-only', 're-encrypt under the current active key without adding one')
+    .option('--print-keyring', 'with TORUS_KEYRING: print a keyring value with a new active key')
+    .action(async (opts: { reencryptOnly?: boolean; printKeyring?: boolean }) => {
+      const { loadSettings } = await import('../ops/index.js');
+      const { rotateKeyCommand } = await import('../secrets/index.js');
+      await rotateKeyCommand({
+        settings: loadSettings(process.env),
+        reencryptOnly: Boolean(opts.reencryptOnly),
+        printKeyring: Boolean(opts.printKeyring),
+        print: (line) => console.log(line),
+      });
+    });
   withServer(admin.command('agent-token <resource-class>'))
     .description("create an agent token for a resource class (e.g. 'myns/runner' or 'machine:*')")
     .option('--name <name>', 'label', 'agent')

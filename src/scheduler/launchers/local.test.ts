@@ -94,7 +94,16 @@ describe('local agents launcher', () => {
       ]);
       expect(first.argv).toContain('--local');
       expect(first.argv).toContain(join(dir, 'work', `agent-${first.argv[10] === 'local-0' ? 0 : 1}`));
-      expect(Object.keys(first.env).sort()).toEqual(['HOME', 'LANG', 'PATH', 'TORUS_AGENT_TOKEN']);
+      // nothing of the server's environment but the Docker engine's address, when there is one
+      expect(Object.keys(first.env).sort()).toEqual(
+        [
+          'HOME',
+          'LANG',
+          'PATH',
+          'TORUS_AGENT_TOKEN',
+          ...(process.env.DOCKER_HOST ? ['DOCKER_HOST'] : []),
+        ].sort(),
+      );
       expect(first.env.TORUS_AGENT_TOKEN).toBe('torus_agent_abc');
       expect(first.connected).toBe(true);
       const names = starts.map((s) => s.argv[s.argv.indexOf('--name') + 1]);
