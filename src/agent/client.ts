@@ -19,6 +19,7 @@ import {
 } from '../scheduler/protocol.js';
 import type { DockerExecutorOptions } from './executors/index.js';
 import type { SandboxMode } from './sandbox.js';
+import { createBlobClient } from './blob-client.js';
 import { runTask, type FinalStepStatus, type TaskSink } from './task.js';
 
 /** output waits at most this long before it is sent */
@@ -136,7 +137,8 @@ class TaskConnection implements TaskSink {
     return Math.max(100, Math.min(REQUEST_TIMEOUT_MS, this.deadlineOverride - Date.now()));
   }
 
-  private markLost(): void {
+  /** the lease is gone (a report or a blob request answered 409): the task stops, nothing more is sent */
+  markLost(): void {
     if (this.lost) return;
     this.lost = true;
     this.log.warn({ taskId: this.claim.task.taskId }, 'lease lost: stopping the task without reporting');
@@ -443,6 +445,14 @@ async function runClaimedTask(opts: AgentOptions, claim: ClaimResponse, workRoot
         signal: conn.abort.signal,
         logger: log,
         ...(opts.docker ? { docker: opts.docker } : {}),
+        blobs: createBlobClient({
+          serverUrl: opts.serverUrl,
+          token: opts.token,
+          taskId: task.taskId,
+          leaseId: claim.leaseId,
+          signal: conn.abort.signal,
+          onLeaseLost: () => conn.markLost(),
+        }),
       });
     } catch (err) {
       result = {

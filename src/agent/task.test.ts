@@ -275,12 +275,19 @@ describe('runTask', () => {
   it('fails unsupported steps naming them, and refuses docker executors', async () => {
     const { sink, result } = await run(
       taskSpec([
-        { type: 'save_cache', name: 'Saving cache', when: 'on_success', args: { key: 'k', paths: ['x'] } },
+        {
+          type: 'setup_remote_docker',
+          name: 'Setup a remote Docker engine',
+          when: 'on_success',
+          args: {},
+        },
       ]),
     );
     expect(result.status).toBe('failed');
-    expect(sink.step(2)).toMatchObject({ type: 'save_cache', status: 'failed', exitCode: null });
-    expect(sink.step(2).out).toContain('The `save_cache` step is not supported by this Torus release yet');
+    expect(sink.step(2)).toMatchObject({ type: 'setup_remote_docker', status: 'failed', exitCode: null });
+    expect(sink.step(2).out).toContain(
+      'The `setup_remote_docker` step is not supported by this Torus release yet',
+    );
     const docker = await run(taskSpec([runStep('true')], { executor: { type: 'docker', images: [] } }));
     expect(docker.result.status).toBe('infrastructure_fail');
     expect(docker.result.message).toMatch(/this agent has no Docker executor/);

@@ -17,6 +17,13 @@ import { executorFor, type DockerExecutorOptions } from './executors/index.js';
 import { formatGoDuration, MaskingStream, maskableSecrets } from './output.js';
 import type { SandboxMode } from './sandbox.js';
 import { asRunStep, checkoutScript, shellArgv, unsupportedStepMessage, type RunStep } from './steps.js';
+import {
+  checkoutInto,
+  haltRequested,
+  prepareJobTools,
+  STEP_HANDLERS,
+  type BlobClient,
+} from './steps/index.js';
 export type FinalStepStatus = Exclude<StepStatus, 'running'>;
 
 /** Where a running task reports; the HTTP client implements it. */
@@ -40,6 +47,8 @@ export interface RunTaskOptions {
   docker?: DockerExecutorOptions;
   /** runs every job on this executor instead (tests) */
   executor?: Executor;
+  /** the server's blob routes for this task (caches, workspaces, artifacts, test results) */
+  blobs?: BlobClient;
 }
 
 export interface TaskResult {
@@ -75,6 +84,10 @@ class TaskRun {
     private readonly sink: TaskSink,
     private readonly environment: Environment,
     private readonly signal: AbortSignal,
+    private readonly blobs: BlobClient | undefined,
+    /** the in-job circleci command on PATH and where it finds timings and the halt marker */
+    private readonly toolEnv: Record<string, string>,
+    private readonly workRoot: string,
   ) {
     this.secrets = maskableSecrets(spec.secrets);
     signal.addEventListener('abort', this.onAbort);
@@ -88,8 +101,8 @@ class TaskRun {
     return this.signal.aborted;
   }
 
-  private get env(): Record<string, string> {
-    return this.environment.jobEnvironment;
+  get env(): Record<string, string> {
+    return { ...this.environment.jobEnvironment, ...this.toolEnv };
   }
 
   print(index: number, text: string): void {
@@ -97,6 +110,9 @@ class TaskRun {
   }
 
   shouldRun(step: Step): boolean {
+    // CircleCI stores artifacts and test results also after a failure (not after a cancel)
+    if ((step.type === 'store_artifacts' || step.type === 'store_test_results') && step.when !== 'on_fail')
+      return true;
     switch (step.when) {
       case 'always':
         return true;
@@ -125,6 +141,7 @@ class TaskRun {
     try {
       if (run) result = await this.runShell(run, index);
       else if (step.type === 'checkout') result = await this.runCheckout(step, index);
+      else if (Object.hasOwn(STEP_HANDLERS, step.type)) result = await this.runBuiltIn(step, index);
       else {
         this.print(index, unsupportedStepMessage(step.type));
         result = { status: 'failed', exitCode: null };
@@ -136,6 +153,26 @@ class TaskRun {
     }
     this.record(result);
     await this.sink.stepEnd(index, result.status, result.exitCode);
+  }
+
+  /** a built-in step (save_cache, store_artifacts, …): its output is masked like a shell step's */
+  private async runBuiltIn(step: Step, index: number): Promise<StepResult> {
+    if (this.canceled) return { status: 'canceled', exitCode: null };
+    const out = new MaskingStream(this.secrets, (t) => this.sink.output(index, 'out', t));
+    try {
+      const result = await STEP_HANDLERS[step.type]!(step, {
+        spec: this.spec,
+        environment: this.environment,
+        env: this.env,
+        index,
+        print: (text) => out.write(text),
+        signal: this.signal,
+        blobs: this.blobs,
+      });
+      return this.canceled && result.status !== 'success' ? { status: 'canceled', exitCode: null } : result;
+    } finally {
+      out.end();
+    }
   }
 
   private record(result: StepResult): void {
@@ -274,6 +311,18 @@ class TaskRun {
   private async runCheckout(step: Step, index: number): Promise<StepResult> {
     const p = 'path' in step && typeof step.path === 'string' ? step.path : undefined;
     const dir = resolveJobPath(p, this.environment.homeDirectory, this.environment.workingDirectory);
+    if (this.environment.kind === 'docker') {
+      // images need no git: the agent clones and copies the tree (with .git) into the container
+      const out = new MaskingStream(this.secrets, (t) => this.print(index, t));
+      try {
+        return await checkoutInto(this.environment, this.spec, dir, (t) => out.write(t), {
+          workRoot: this.workRoot,
+          signal: this.signal,
+        });
+      } finally {
+        out.end();
+      }
+    }
     const script = await this.writeScript(index, checkoutScript(this.spec.checkout, dir));
     const env = { ...this.env, GIT_TERMINAL_PROMPT: '0' };
     if (this.canceled) return { status: 'canceled', exitCode: null };
@@ -338,21 +387,39 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
       background: false,
       startedAt: new Date(),
     });
+    let toolEnv: Record<string, string>;
+    try {
+      toolEnv = await prepareJobTools(environment, spec, opts.blobs, (t) => sink.output(1, 'out', t));
+    } catch (err) {
+      const message = `Could not install the in-job circleci command: ${(err as Error).message}`;
+      sink.output(1, 'err', message + '\n');
+      await sink.stepEnd(1, 'failed', null);
+      return { status: 'infrastructure_fail', message };
+    }
     sink.output(
       1,
       'out',
-      `Using environment variables:\n${Object.keys(environment.jobEnvironment)
+      `Using environment variables:\n${Object.keys({ ...environment.jobEnvironment, ...toolEnv })
         .sort()
         .map((k) => `  ${k}\n`)
         .join('')}`,
     );
     await sink.stepEnd(1, 'success', 0);
 
-    run = new TaskRun(spec, sink, environment, opts.signal);
+    run = new TaskRun(spec, sink, environment, opts.signal, opts.blobs, toolEnv, opts.workRoot);
     for (const [i, step] of spec.steps.entries()) {
       if (run.canceled) break;
       if (!run.shouldRun(step)) continue;
-      await run.runConfigStep(step, FIRST_CONFIG_STEP_INDEX + i);
+      const index = FIRST_CONFIG_STEP_INDEX + i;
+      await run.runConfigStep(step, index);
+      // `circleci step halt` (only a shell step can call it) ends the job successfully here
+      if ((step.type === 'run' || step.type === 'deploy') && !run.failed && !run.canceled) {
+        const halted = await haltRequested(environment, run.env).catch((err: unknown) => {
+          opts.logger?.warn({ err: (err as Error).message }, 'could not check for circleci step halt');
+          return false;
+        });
+        if (halted) break;
+      }
     }
     await run.stopBackground();
     if (run.canceled) return { status: 'canceled' };

@@ -1,5 +1,5 @@
-// One Executor conformance suite, run on the host executor and on the Docker executor (a real
-// dockerd started by the test harness, the locally imported busybox image).
+// One Executor conformance suite, run on the host executor and on the Docker executor against two
+// engines started by the test harness: dockerd and podman's Docker API (the locally imported busybox image).
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
@@ -8,6 +8,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import Docker from 'dockerode';
 import tar from 'tar-stream';
 import { BUSYBOX_IMAGE, requireDocker } from '../../../test/harness/docker.js';
+import { dockerAt, requirePodman } from '../../../test/harness/podman.js';
 import { requirePart } from '../../../test/harness/parts.js';
 import { waitFor } from '../../../test/harness/net.js';
 import type { Environment, ExecEnd, Executor } from '../executor.js';
@@ -17,6 +18,7 @@ import type { TaskSpec } from '../../scheduler/protocol.js';
 
 const hasBwrap = requirePart('bwrap', 'host executor conformance in the sandbox');
 const hasDocker = requireDocker('Docker executor conformance');
+const hasPodman = requirePodman('Docker executor conformance on podman');
 
 let base: string;
 beforeAll(() => {
@@ -25,7 +27,8 @@ beforeAll(() => {
 afterAll(() => rmSync(base, { recursive: true, force: true }));
 
 interface Kind {
-  name: 'host' | 'docker';
+  /** the executor, and for the Docker executor the engine */
+  name: 'host' | 'docker' | 'podman';
   executor: () => Executor;
   spec: () => TaskSpec;
   /** processes whose command line holds `marker`, seen from where the executor runs them */
@@ -34,20 +37,11 @@ interface Kind {
   leftovers: (env: Environment, spec: TaskSpec) => Promise<unknown[]>;
 }
 
-const docker = hasDocker ? new Docker() : undefined;
-
-const kinds: Kind[] = [
-  {
-    name: 'host',
-    executor: () =>
-      new HostExecutor({ workRoot: path.join(base, 'work'), sandbox: hasBwrap ? 'bwrap' : 'none' }),
-    spec: () => taskSpec([]),
-    processes: (_env, marker) => Promise.resolve(processesMatching(marker).length),
-    leftovers: (env) => Promise.resolve(existsSync(env.taskDirectory) ? [env.taskDirectory] : []),
-  },
-  {
-    name: 'docker',
-    executor: () => new DockerExecutor({ docker }),
+/** the Docker executor on one engine (podman: no network, so its CNI bridge never touches the host) */
+function dockerKind(name: 'docker' | 'podman', docker: Docker, network?: string): Kind {
+  return {
+    name,
+    executor: () => new DockerExecutor({ docker, network }),
     spec: () =>
       taskSpec([], {
         executor: {
@@ -61,8 +55,21 @@ const kinds: Kind[] = [
       return out.out.split('\n').filter((l) => l.includes(marker) && !l.includes('ps -o')).length;
     },
     leftovers: async (_env, spec) =>
-      (docker as Docker).listContainers({ all: true, filters: { label: [`${TASK_LABEL}=${spec.taskId}`] } }),
+      docker.listContainers({ all: true, filters: { label: [`${TASK_LABEL}=${spec.taskId}`] } }),
+  };
+}
+
+const kinds: Kind[] = [
+  {
+    name: 'host',
+    executor: () =>
+      new HostExecutor({ workRoot: path.join(base, 'work'), sandbox: hasBwrap ? 'bwrap' : 'none' }),
+    spec: () => taskSpec([]),
+    processes: (_env, marker) => Promise.resolve(processesMatching(marker).length),
+    leftovers: (env) => Promise.resolve(existsSync(env.taskDirectory) ? [env.taskDirectory] : []),
   },
+  ...(hasDocker ? [dockerKind('docker', new Docker())] : []),
+  ...(hasPodman ? [dockerKind('podman', dockerAt(process.env.TORUS_TEST_PODMAN_HOST ?? ''), 'none')] : []),
 ];
 
 async function collect(
@@ -100,7 +107,7 @@ async function tarNames(stream: NodeJS.ReadableStream): Promise<string[]> {
   return names.sort();
 }
 
-describe.each(kinds.filter((k) => k.name === 'host' || hasDocker))('$name executor', (kind) => {
+describe.each(kinds)('$name executor', (kind) => {
   let env: Environment;
   let spec: TaskSpec;
   const printed: string[] = [];
@@ -115,7 +122,7 @@ describe.each(kinds.filter((k) => k.name === 'host' || hasDocker))('$name execut
 
   it('prints what it prepared and describes the environment', () => {
     expect(printed.join('')).toContain(`Working directory: ${env.workingDirectory}`);
-    expect(env.kind).toBe(kind.name);
+    expect(env.kind).toBe(kind.name === 'host' ? 'host' : 'docker');
     expect(env.workingDirectory).toBe(`${env.homeDirectory}/project`);
     expect(env.jobEnvironment.CIRCLE_WORKING_DIRECTORY).toBe(env.workingDirectory);
     expect(env.jobEnvironment.CIRCLE_JOB).toBe('build');
@@ -255,5 +262,40 @@ describe.each(kinds.filter((k) => k.name === 'host' || hasDocker))('$name execut
     h.kill();
     await h.done;
     expect(await kind.leftovers(e, s)).toEqual([]);
+  });
+});
+
+describe.each(kinds.filter((k) => k.name !== 'host'))('$name executor with a service container', (kind) => {
+  it('reaches the service container on localhost', async () => {
+    const spec = taskSpec([], {
+      executor: {
+        type: 'docker',
+        images: [
+          { image: BUSYBOX_IMAGE, environment: {} },
+          {
+            image: BUSYBOX_IMAGE,
+            environment: {},
+            name: 'web',
+            entrypoint: ['/bin/sh', '-c'],
+            command: ['mkdir -p /www && echo served-by-service > /www/hostname && exec httpd -f -p 8080 -h /www'],
+          },
+        ],
+      },
+      resourceClass: 'small',
+    });
+    const printed: string[] = [];
+    const env = await kind.executor().prepare(spec, (t) => printed.push(t), new AbortController().signal);
+    try {
+      expect(printed.join('')).toContain(`Starting service container ${BUSYBOX_IMAGE} as web`);
+      const r = await collect(env, [
+        '/bin/sh',
+        '-c',
+        'for i in $(seq 50); do wget -qO- http://127.0.0.1:8080/hostname 2>/dev/null && exit 0; sleep 0.1; done; exit 1',
+      ]);
+      expect(r).toMatchObject({ end: { kind: 'exited', exitCode: 0 }, out: 'served-by-service\n' });
+    } finally {
+      await env.dispose();
+    }
+    expect(await kind.leftovers(env, spec)).toEqual([]);
   });
 });

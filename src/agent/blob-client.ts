@@ -1,0 +1,209 @@
+// The agent's HTTP client for the server's blob routes (src/api/agent-blobs.ts): artifacts, test
+// results and timings, caches and workspace layers of one task. Bodies stream both ways (fetch with
+// `duplex: 'half'`); nothing is buffered whole. Every request carries the task's lease; a 409 that
+// is not "cache key exists" means the lease is lost: `onLeaseLost` is called and the call throws.
+// Requests without a streamed body are retried on network errors and 5xx (a server restart).
+import { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
+import type { ReadableStream as WebReadableStream } from 'node:stream/web';
+import { AGENT_API_PREFIX } from '../scheduler/protocol.js';
+import type { TestCase } from './junit.js';
+import type { BlobClient, BlobEncoding } from './steps/context.js';
+
+export interface BlobClientOptions {
+  serverUrl: string;
+  token: string;
+  taskId: string;
+  leaseId: string;
+  /** aborts every request in flight (the task was canceled or its lease lost) */
+  signal?: AbortSignal;
+  /** the server said the lease is no longer this task's (HTTP 409) */
+  onLeaseLost?: () => void;
+}
+
+/** thrown by a blob call after the server answered 409 for the lease */
+export class BlobLeaseLost extends Error {
+  constructor() {
+    super('the task lease was lost');
+    this.name = 'BlobLeaseLost';
+  }
+}
+
+/** how long a JSON request may take; blob transfers have no overall limit (they can be large) */
+const JSON_TIMEOUT_MS = 30_000;
+const CACHE_EXISTS = 'cache key exists';
+const RETRY_ATTEMPTS = 6;
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 3_000;
+
+async function messageOf(res: Response): Promise<string> {
+  const text = await res.text().catch((err: unknown) => `(unreadable body: ${String(err)})`);
+  try {
+    const body = JSON.parse(text) as { message?: unknown };
+    if (typeof body.message === 'string') return body.message;
+  } catch {
+    // not JSON: the raw text says what happened
+  }
+  return text.slice(0, 500);
+}
+
+function bodyStream(res: Response): Readable {
+  if (!res.body) return Readable.from([]);
+  return Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
+}
+
+export class HttpBlobClient implements BlobClient {
+  private readonly base: string;
+
+  constructor(private readonly opts: BlobClientOptions) {
+    this.base = `${opts.serverUrl.replace(/\/+$/, '')}${AGENT_API_PREFIX}/tasks/${encodeURIComponent(opts.taskId)}`;
+  }
+
+  private signal(timeoutMs?: number): AbortSignal | undefined {
+    const signals = [
+      ...(this.opts.signal ? [this.opts.signal] : []),
+      ...(timeoutMs ? [AbortSignal.timeout(timeoutMs)] : []),
+    ];
+    return signals.length === 0 ? undefined : AbortSignal.any(signals);
+  }
+
+  private async request(
+    method: string,
+    suffix: string,
+    init: { json?: unknown; body?: Readable; encoding?: BlobEncoding; allow?: number[] } = {},
+  ): Promise<Response> {
+    const headers: Record<string, string> = {
+      authorization: `Bearer ${this.opts.token}`,
+      'x-torus-lease': this.opts.leaseId,
+    };
+    let body: unknown;
+    if (init.json !== undefined) {
+      headers['content-type'] = 'application/json';
+      body = JSON.stringify(init.json);
+    } else if (init.body) {
+      headers['content-type'] = 'application/octet-stream';
+      body = init.body;
+    }
+    if (init.encoding) headers['x-torus-encoding'] = init.encoding;
+    const streaming = init.body !== undefined;
+    // requests without a streamed body are retried through a server restart (a body can be sent once)
+    let delay = RETRY_MIN_MS;
+    let res: Response;
+    for (let attempt = 1; ; attempt++) {
+      const retryable = !streaming && attempt < RETRY_ATTEMPTS && !this.opts.signal?.aborted;
+      try {
+        res = await fetch(`${this.base}${suffix}`, {
+          method,
+          headers,
+          body: body as RequestInit['body'],
+          ...(streaming ? { duplex: 'half' } : {}),
+          signal: this.signal(streaming || method === 'GET' ? undefined : JSON_TIMEOUT_MS),
+        } as RequestInit);
+      } catch (err) {
+        // fetch hides the cause of a failed upload (a tar that could not be read) behind "fetch failed"
+        const upload = init.body && (init.body as Readable & { errored?: Error | null }).errored;
+        if (upload) throw upload;
+        if (retryable) {
+          await sleep(delay);
+          delay = Math.min(delay * 2, RETRY_MAX_MS);
+          continue;
+        }
+        const cause = (err as Error & { cause?: Error }).cause;
+        throw new Error(
+          `${method} ${suffix.split('?')[0]} failed: ${(err as Error).message}${cause ? ` (${cause.message})` : ''}`,
+        );
+      }
+      if (retryable && (res.status >= 500 || res.status === 429 || res.status === 408)) {
+        await res.body?.cancel();
+        await sleep(delay);
+        delay = Math.min(delay * 2, RETRY_MAX_MS);
+        continue;
+      }
+      break;
+    }
+    // an allowed status (404 "no such cache", 409 "cache key exists") is the caller's to read
+    if (res.ok || init.allow?.includes(res.status)) return res;
+    const message = await messageOf(res);
+    if (res.status === 409) {
+      this.opts.onLeaseLost?.();
+      throw new BlobLeaseLost();
+    }
+    throw new Error(`${method} ${suffix.split('?')[0]} answered HTTP ${res.status}: ${message}`);
+  }
+
+  async putArtifact(path: string, body: Readable): Promise<{ path: string; size: number }> {
+    const res = await this.request('PUT', `/artifacts?path=${encodeURIComponent(path)}`, { body });
+    return (await res.json()) as { path: string; size: number };
+  }
+
+  async putTestResults(tests: TestCase[]): Promise<{ count: number }> {
+    const res = await this.request('PUT', '/test-results', { json: { tests } });
+    return (await res.json()) as { count: number };
+  }
+
+  async testTimings(): Promise<{ source: 'branch' | 'default-branch' | 'none'; tests: TestCase[] }> {
+    const res = await this.request('GET', '/test-timings');
+    return (await res.json()) as { source: 'branch' | 'default-branch' | 'none'; tests: TestCase[] };
+  }
+
+  async lookupCache(keys: string[]): Promise<{ key: string; size: number; encoding: BlobEncoding } | null> {
+    const res = await this.request('POST', '/caches/lookup', { json: { keys }, allow: [404] });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    return (await res.json()) as { key: string; size: number; encoding: BlobEncoding };
+  }
+
+  async getCache(key: string): Promise<Readable | null> {
+    const res = await this.request('GET', `/caches/blob?key=${encodeURIComponent(key)}`, {
+      allow: [404],
+    });
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return null;
+    }
+    return bodyStream(res);
+  }
+
+  async putCache(key: string, body: Readable, encoding: BlobEncoding): Promise<boolean> {
+    const res = await this.request('PUT', `/caches/blob?key=${encodeURIComponent(key)}`, {
+      body,
+      encoding,
+      allow: [409],
+    });
+    if (res.status === 409) {
+      const message = await messageOf(res);
+      if (message.includes(CACHE_EXISTS)) return false;
+      this.opts.onLeaseLost?.();
+      throw new BlobLeaseLost();
+    }
+    await res.body?.cancel();
+    return true;
+  }
+
+  async putWorkspaceLayer(body: Readable, encoding: BlobEncoding): Promise<{ layerId: string }> {
+    const res = await this.request('PUT', '/workspace', { body, encoding });
+    const out = (await res.json()) as { layerId: string };
+    return { layerId: out.layerId };
+  }
+
+  async workspaceLayers(): Promise<
+    Array<{ id: string; jobName: string; size: number; encoding: BlobEncoding }>
+  > {
+    const res = await this.request('GET', '/workspace/layers');
+    const body = (await res.json()) as {
+      layers: Array<{ id: string; jobName: string; size: number; encoding: BlobEncoding }>;
+    };
+    return body.layers;
+  }
+
+  async getWorkspaceLayer(id: string): Promise<Readable> {
+    const res = await this.request('GET', `/workspace/layers/${encodeURIComponent(id)}`);
+    return bodyStream(res);
+  }
+}
+
+export function createBlobClient(opts: BlobClientOptions): HttpBlobClient {
+  return new HttpBlobClient(opts);
+}
