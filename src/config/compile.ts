@@ -1071,8 +1071,12 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
     if (opts.orbResolver) opts = { ...opts, orbResolver: rememberingResolver(opts.orbResolver) };
     const fast = opts.exactRead ? undefined : parseFast(source);
     if (fast !== undefined) {
-      const result = await compileTree(fast, new SourceMap(), file, opts);
-      if (result.ok) return result;
+      try {
+        const result = await compileTree(fast, new SourceMap(), file, opts, true);
+        if (result.ok) return result;
+      } catch (err) {
+        if (!(err instanceof StopAtFirstError)) throw err;
+      }
     }
     const parsed = parseSource(source, file, opts.maxBytes, new SourceMap(), false, true);
     return await compileTree(parsed.root, parsed.sourceMap, file, opts);
@@ -1106,6 +1110,17 @@ export async function compileConfig(source: string, opts: CompileOptions = {}): 
   }
 }
 
+/** Thrown by the fast read's compile at its first error: the exact reading will report them all. */
+class StopAtFirstError extends Error {}
+
+function stoppingList(): ConfigError[] {
+  const list: ConfigError[] = [];
+  list.push = () => {
+    throw new StopAtFirstError('a config error');
+  };
+  return list;
+}
+
 function rememberingResolver(inner: OrbResolver): OrbResolver {
   const answers = new Map<string, ReturnType<OrbResolver['resolve']>>();
   return {
@@ -1126,8 +1141,10 @@ async function compileTree(
   sourceMap: SourceMap,
   file: string,
   opts: CompileOptions,
+  /** the fast read's compile: its errors carry no positions, so it stops at the first one */
+  stopAtFirst = false,
 ): Promise<CompileResult> {
-  const ctx: Context = { file, sourceMap, errors: [] };
+  const ctx: Context = { file, sourceMap, errors: stopAtFirst ? stoppingList() : [] };
   if (!isMapValue(root)) {
     report(
       ctx,
@@ -1141,7 +1158,7 @@ async function compileTree(
   if (!version) return { ok: false, errors: ctx.errors };
   // CircleCI's JSON schema (patched where CircleCI accepts more) describes 2.1 sources only. Its
   // findings count when the compiler's own rules, whose messages are CircleCI's, find nothing.
-  const schemaErrors: ConfigError[] = [];
+  const schemaErrors: ConfigError[] = stopAtFirst ? stoppingList() : [];
   if (version === '2.1') validateSchema(root, { file, sourceMap, errors: schemaErrors });
   const compiler = new Compiler(ctx, root, version, opts);
   const result = await compiler.compile();
