@@ -2,6 +2,8 @@
 import { benchClaimLatency } from './claim-latency.js';
 import { benchTriggerToFirstOutput } from './pipeline-latency.js';
 import { benchThroughput } from './throughput.js';
+import { benchDockerStart, printDockerStart } from './docker-start.js';
+import { benchLogThroughput, printLogThroughput } from './log-throughput.js';
 import { fmt } from './lib.js';
 import { benchConfig, printConfigBench } from './config/index.js';
 
@@ -19,4 +21,6 @@ console.log(
   `throughput: ${tp.jobs} one-step jobs in ${tp.seconds.toFixed(1)} s = ${tp.perSecond.toFixed(1)} jobs/s (target ≥ 10, ${(tp.perSecond / 10).toFixed(2)}× target)`,
 );
 printConfigBench(await benchConfig());
+printDockerStart(await benchDockerStart());
+printLogThroughput(await benchLogThroughput());
 process.exit(0);

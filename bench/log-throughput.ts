@@ -1,0 +1,227 @@
+// Log throughput: one step printing 1 GiB (BENCH_LOG_MB to change it) of 100-character lines on the
+// host executor, through a real `torus server` process and its local agent (a child of the server):
+// MB/s from the step's start to its output stored (the step seen ended through the API, which the
+// server records in the same transaction as the output object's key), and the resident memory
+// growth of the agent and the server above idle while it streams (VmRSS sampled every 200 ms).
+import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
+import { api, makeGitRepo, startTorusServer, type TorusProcess } from '../test/harness/torus.js';
+import { waitFor } from '../test/harness/net.js';
+
+const MB = Number(process.env.BENCH_LOG_MB ?? 1024);
+const SAMPLE_MS = 200;
+const MIB = 1024 * 1024;
+
+function config(job: string, command: string): string {
+  return `version: 2.1
+jobs:
+  ${job}:
+    machine: true
+    steps:
+      - run:
+          name: ${job}
+          command: |
+            ${command}
+workflows:
+  w:
+    jobs: [${job}]
+`;
+}
+
+export interface LogThroughputFigures {
+  /** bytes the step printed */
+  bytes: number;
+  /** step start → step seen ended with its output stored */
+  seconds: number;
+  mbPerSecond: number;
+  /** size of the stored output object (JSON lines) */
+  storedBytes: number;
+  agentIdleMb: number;
+  agentPeakMb: number;
+  serverIdleMb: number;
+  serverPeakMb: number;
+}
+
+function rssMb(pid: number): number {
+  try {
+    const m = /VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) / 1024 : NaN;
+  } catch {
+    return NaN;
+  }
+}
+
+/** the server's local agent: its child running `torus agent` */
+function agentPid(serverPid: number): number | undefined {
+  for (const t of readdirSync(`/proc/${serverPid}/task`)) {
+    const kids = readFileSync(`/proc/${serverPid}/task/${t}/children`, 'utf8').split(' ').filter(Boolean);
+    for (const k of kids) {
+      const cmd = readFileSync(`/proc/${k}/cmdline`, 'utf8').split('\0');
+      if (cmd.includes('agent')) return Number(k);
+    }
+  }
+  return undefined;
+}
+
+interface V11Job {
+  status: string;
+  steps: Array<{
+    actions: Array<{ index: number; step: number; status: string; start_time: string | null }>;
+  }>;
+}
+
+async function runPipeline(
+  server: TorusProcess,
+  slug: string,
+): Promise<{ pipelineId: string; jobNumber: number }> {
+  const trig = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${slug}/pipeline`, {});
+  if (trig.status >= 300) throw new Error(`trigger failed: ${JSON.stringify(trig.body)}`);
+  const jobNumber = await waitFor(
+    async () => {
+      const wf = (
+        await api<{ items: Array<{ id: string }> }>(
+          server.url,
+          'GET',
+          `/api/v2/pipeline/${trig.body.id}/workflow`,
+        )
+      ).body.items?.[0];
+      if (!wf) return false;
+      const j = (
+        await api<{ items: Array<{ job_number?: number }> }>(
+          server.url,
+          'GET',
+          `/api/v2/workflow/${wf.id}/job`,
+        )
+      ).body.items?.[0];
+      return j?.job_number ?? false;
+    },
+    60_000,
+    20,
+  );
+  return { pipelineId: trig.body.id, jobNumber };
+}
+
+export async function benchLogThroughput(): Promise<LogThroughputFigures> {
+  const server = await startTorusServer({ localAgents: 1 });
+  const stopSampling: Array<() => void> = [];
+  try {
+    const serverPid = server.proc.pid!;
+    const project = async (name: string, command: string): Promise<string> => {
+      const repo = makeGitRepo({ '.circleci/config.yml': config(name, command) });
+      const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/bench/project', {
+        name,
+        vcs_url: repo,
+      });
+      if (p.status >= 300) throw new Error(`project: ${JSON.stringify(p.body)}`);
+      return p.body.slug;
+    };
+    const warmSlug = await project('warm', 'echo warm');
+    const slug = await project('loud', `head -c ${MB * MIB} /dev/zero | tr '\\0' 'a' | fold -w 100`);
+
+    // one small job first, so both processes have loaded the code paths they use; then idle
+    const warm = await runPipeline(server, warmSlug);
+    await waitFor(
+      async () =>
+        (await api<V11Job>(server.url, 'GET', `/api/v1.1/project/${warmSlug}/${warm.jobNumber}`)).body
+          .status === 'success',
+      60_000,
+      50,
+    );
+    const agent = await waitFor(() => agentPid(serverPid) ?? false, 30_000, 50);
+    await new Promise((r) => setTimeout(r, 2_000));
+    const idle = { agent: [] as number[], server: [] as number[] };
+    for (let i = 0; i < 5; i++) {
+      idle.agent.push(rssMb(agent));
+      idle.server.push(rssMb(serverPid));
+      await new Promise((r) => setTimeout(r, SAMPLE_MS));
+    }
+    const agentIdleMb = Math.max(...idle.agent);
+    const serverIdleMb = Math.max(...idle.server);
+
+    let agentPeakMb = agentIdleMb;
+    let serverPeakMb = serverIdleMb;
+    const timer = setInterval(() => {
+      agentPeakMb = Math.max(agentPeakMb, rssMb(agent) || 0);
+      serverPeakMb = Math.max(serverPeakMb, rssMb(serverPid) || 0);
+    }, SAMPLE_MS);
+    stopSampling.push(() => clearInterval(timer));
+
+    const loud = await runPipeline(server, slug);
+    let startedAt: number | undefined;
+    let endedAt: number | undefined;
+    let status = '';
+    for (;;) {
+      const job = (await api<V11Job>(server.url, 'GET', `/api/v1.1/project/${slug}/${loud.jobNumber}`)).body;
+      const action = job.steps?.flatMap((s) => s.actions).find((a) => a.step === 2);
+      if (action?.start_time) startedAt ??= new Date(action.start_time).getTime();
+      if (action && action.status !== 'running') {
+        endedAt = Date.now();
+        status = action.status;
+        break;
+      }
+      if (['failed', 'infrastructure_fail', 'canceled', 'timedout'].includes(job.status))
+        throw new Error(`the job ended ${job.status} before step 2 ended:\n${server.output()}`);
+      await new Promise((r) => setTimeout(r, SAMPLE_MS));
+    }
+    clearInterval(timer);
+    if (status !== 'success') throw new Error(`the printing step ended ${status}`);
+
+    const storedBytes = storedSize(server.dataDir);
+    const bytes = MB * MIB + Math.floor((MB * MIB) / 100);
+    const seconds = (endedAt - startedAt!) / 1000;
+    return {
+      bytes,
+      seconds,
+      mbPerSecond: bytes / 1e6 / seconds,
+      storedBytes,
+      agentIdleMb,
+      agentPeakMb,
+      serverIdleMb,
+      serverPeakMb,
+    };
+  } finally {
+    for (const s of stopSampling) s();
+    await server.kill('SIGTERM');
+    rmSync(server.dataDir, { recursive: true, force: true });
+  }
+}
+
+/** the largest object under the data directory's output/ (the printing step's) */
+function storedSize(dataDir: string): number {
+  let max = 0;
+  const walk = (dir: string): void => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const p = `${dir}/${e.name}`;
+      if (e.isDirectory()) walk(p);
+      else if (p.includes('/output/')) max = Math.max(max, statSize(p));
+    }
+  };
+  walk(dataDir);
+  return max;
+}
+
+function statSize(p: string): number {
+  try {
+    return statSync(p).size;
+  } catch {
+    return 0;
+  }
+}
+
+export function printLogThroughput(r: LogThroughputFigures): void {
+  const agentGrowth = r.agentPeakMb - r.agentIdleMb;
+  const serverGrowth = r.serverPeakMb - r.serverIdleMb;
+  console.log(
+    `log throughput: ${(r.bytes / 1e6).toFixed(0)} MB printed, stored in ${r.seconds.toFixed(1)} s = ${r.mbPerSecond.toFixed(1)} MB/s ` +
+      `(target ≥ 100 MB/s, ${(r.mbPerSecond / 100).toFixed(2)}× target); stored object ${(r.storedBytes / 1e6).toFixed(0)} MB`,
+  );
+  console.log(
+    `log memory growth above idle: agent ${agentGrowth.toFixed(0)} MB (idle ${r.agentIdleMb.toFixed(0)}, peak ${r.agentPeakMb.toFixed(0)}), ` +
+      `server ${serverGrowth.toFixed(0)} MB (idle ${r.serverIdleMb.toFixed(0)}, peak ${r.serverPeakMb.toFixed(0)}) ` +
+      `(target < 150 MB each, ${(Math.max(agentGrowth, serverGrowth) / 150).toFixed(2)}× target)`,
+  );
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  printLogThroughput(await benchLogThroughput());
+  process.exit(0);
+}
