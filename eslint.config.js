@@ -3,7 +3,7 @@ import js from '@eslint/js';
 import tseslint from 'typescript-eslint';
 
 export default tseslint.config(
-  { ignores: ['node_modules/**', 'dist/**', '.torus/**', 'coverage/**', 'src/web/dist/**'] },
+  { ignores: ['node_modules/**', 'dist/**', '.torus/**', 'coverage/**', 'src/web/dist/**', 'tmp/**'] },
   js.configs.recommended,
   ...tseslint.configs.recommended,
   {

@@ -104,6 +104,7 @@ describe.skipIf(!hasDocker)('job steps in docker', () => {
       if (!wf) return false;
       const items = (await api<{ items: Job[] }>(server.url, 'GET', `/api/v2/workflow/${wf.id}/job`)).body
         .items;
+      last = items;
       return items.length === 2 && items.every((j) => !['blocked', 'queued', 'running'].includes(j.status))
         ? items
         : false;

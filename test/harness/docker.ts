@@ -39,7 +39,7 @@ function docker(host: string, args: string[], input?: Buffer): { status: number 
 }
 
 /** a tar of a busybox root filesystem: every applet linked, /tmp, /root, a `circleci` user */
-function busyboxRootfs(dir: string): Buffer {
+export function busyboxRootfs(dir: string): Buffer {
   if (!BUSYBOX) throw new Error('busybox-static is not installed');
   mkdirSync(join(dir, 'bin'), { recursive: true });
   for (const d of ['tmp', 'root', 'etc', 'home/circleci', 'proc', 'sys', 'dev'])

@@ -1,4 +1,4 @@
-// Vitest global setup: starts the real parts that many test files share (PostgreSQL 15, dockerd),
+// Vitest global setup: starts the real parts that many test files share (PostgreSQL 15, dockerd, podman),
 // once per run, on a free loopback port / socket in a temporary directory, and stops them by PID at the end.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, chmodSync } from 'node:fs';
@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, waitFor } from './net.js';
 import { startDockerd, type TestDockerd } from './docker.js';
+import { startPodman, type TestPodman } from './podman.js';
 import { hasCommand } from './parts.js';
 
 const PG_BIN = '/usr/lib/postgresql/15/bin';
@@ -61,13 +62,28 @@ async function startDocker(): Promise<void> {
   process.env.TORUS_TEST_REGISTRY_PORT = String(dockerd.registryPort);
 }
 
+let podman: TestPodman | undefined;
+
+/** one podman Docker API service for the run (root only); tests find it as TORUS_TEST_PODMAN_HOST */
+async function startPodmanService(): Promise<void> {
+  if (process.env.TORUS_TEST_PODMAN_HOST) return;
+  if (process.getuid?.() !== 0 || !hasCommand('podman') || !hasCommand('runc')) return;
+  try {
+    podman = await startPodman();
+  } catch (err) {
+    console.warn(`podman could not start; podman tests will be skipped: ${(err as Error).message}`);
+    return;
+  }
+  process.env.TORUS_TEST_PODMAN_HOST = podman.host;
+}
+
 export async function setup(): Promise<void> {
-  const [url] = await Promise.all([startPostgres(), startDocker()]);
+  const [url] = await Promise.all([startPostgres(), startDocker(), startPodmanService()]);
   if (url) process.env.TORUS_TEST_DATABASE_URL = url;
 }
 
 export async function teardown(): Promise<void> {
-  await dockerd?.stop();
+  await Promise.all([dockerd?.stop(), podman?.stop()]);
   if (postgres?.pid) {
     // `su` forwards SIGINT to postgres: a fast shutdown.
     postgres.kill('SIGINT');

@@ -277,7 +277,9 @@ describe.each(kinds.filter((k) => k.name !== 'host'))('$name executor with a ser
             environment: {},
             name: 'web',
             entrypoint: ['/bin/sh', '-c'],
-            command: ['mkdir -p /www && echo served-by-service > /www/hostname && exec httpd -f -p 8080 -h /www'],
+            command: [
+              'mkdir -p /www && echo served-by-service > /www/hostname && exec httpd -f -p 8080 -h /www',
+            ],
           },
         ],
       },
@@ -297,5 +299,26 @@ describe.each(kinds.filter((k) => k.name !== 'host'))('$name executor with a ser
       await env.dispose();
     }
     expect(await kind.leftovers(env, spec)).toEqual([]);
+  });
+
+  it('fails the job when a service image has no command, and removes the primary', async () => {
+    const spec = taskSpec([], {
+      executor: {
+        type: 'docker',
+        images: [
+          { image: BUSYBOX_IMAGE, environment: {} },
+          { image: BUSYBOX_IMAGE, environment: {}, name: 'db' },
+        ],
+      },
+      resourceClass: 'small',
+    });
+    // dockerd answers 400 "No command specified", podman 500 "no command or entrypoint provided": both are the config's fault
+    await expect(
+      kind.executor().prepare(spec, () => undefined, new AbortController().signal),
+    ).rejects.toMatchObject({
+      status: 'failed',
+      message: expect.stringMatching(/^Could not start container torus-test\/busybox:1: .*command/i),
+    });
+    expect(await kind.leftovers({} as Environment, spec)).toEqual([]);
   });
 });

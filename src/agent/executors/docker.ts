@@ -191,9 +191,12 @@ export class DockerExecutor implements Executor {
           return c;
         } catch (err) {
           const code = (err as { statusCode?: number }).statusCode ?? 500;
+          const message = daemonMessage(err);
+          // podman answers an image without a command with a 500 where dockerd gives a 400: the config's fault either way
+          const userError = (code >= 400 && code < 500) || /no command or entrypoint provided/i.test(message);
           throw new ExecutorError(
-            `Could not start container ${image}: ${daemonMessage(err)}`,
-            code >= 400 && code < 500 ? 'failed' : 'infrastructure_fail',
+            `Could not start container ${image}: ${message}`,
+            userError ? 'failed' : 'infrastructure_fail',
           );
         }
       };
