@@ -11,7 +11,11 @@ export interface ExecRequest {
   /** the whole environment of the process (start from Environment.jobEnvironment) */
   env: Record<string, string>;
   noOutputTimeoutMs?: number;
-  onOutput(stream: 'out' | 'err', data: string): void;
+  /**
+   * Receives the process's output as it arrives. A returned promise is backpressure: the executor
+   * reads no more of that stream until it settles (the process blocks on a full pipe meanwhile).
+   */
+  onOutput(stream: 'out' | 'err', data: string): void | Promise<void>;
 }
 
 /** as src/agent/process.ts ProcessEnd */

@@ -32,7 +32,8 @@ export interface StartOptions {
   /** extra host paths visible read-only in the sandbox */
   readOnly?: string[];
   noOutputTimeoutMs?: number;
-  onOutput(stream: 'out' | 'err', data: Buffer): void;
+  /** a returned promise pauses that stream until it settles (backpressure) */
+  onOutput(stream: 'out' | 'err', data: Buffer): void | Promise<void>;
 }
 
 /**
@@ -106,14 +107,23 @@ export function startStepProcess(opts: StartOptions): StepProcess {
     watchdog = setTimeout(() => kill('timedout'), opts.noOutputTimeoutMs);
   };
   armWatchdog();
-  stdout.on('data', (b: Buffer) => {
-    armWatchdog();
-    opts.onOutput('out', b);
-  });
-  stderr.on('data', (b: Buffer) => {
-    armWatchdog();
-    opts.onOutput('err', b);
-  });
+  for (const [name, stream] of [
+    ['out', stdout],
+    ['err', stderr],
+  ] as const) {
+    stream.on('data', (b: Buffer) => {
+      armWatchdog();
+      const wait = opts.onOutput(name, b);
+      if (wait) {
+        stream.pause();
+        // the watchdog restarts on resume: time spent waiting on the server is not the step's silence
+        void wait.finally(() => {
+          armWatchdog();
+          stream.resume();
+        });
+      }
+    });
+  }
 
   const done = new Promise<ProcessEnd>((resolve) => {
     let exit: { code: number | null; signal: NodeJS.Signals | null } | undefined;

@@ -84,7 +84,10 @@ async function collect(
     cwd: extra.cwd ?? env.workingDirectory,
     env: { ...env.jobEnvironment, ...extra.env },
     noOutputTimeoutMs: extra.noOutputTimeoutMs,
-    onOutput: (s, d) => (s === 'out' ? (out += d) : (err += d)),
+    onOutput: (s, d) => {
+      if (s === 'out') out += d;
+      else err += d;
+    },
   });
   const end = await h.done;
   return { end, out, err };
@@ -151,13 +154,44 @@ describe.each(kinds)('$name executor', (kind) => {
       argv: ['/bin/sh', '-c', 'echo one; sleep 0.6; echo two'],
       cwd: env.workingDirectory,
       env: env.jobEnvironment,
-      onOutput: (_s, d) => seen.push({ t: Date.now() - started, d }),
+      onOutput: (_s, d) => {
+        seen.push({ t: Date.now() - started, d });
+      },
     });
     const end = await h.done;
     const total = Date.now() - started;
     expect(end).toEqual({ kind: 'exited', exitCode: 0 });
     expect(seen.map((s) => s.d).join('')).toBe('one\ntwo\n');
     expect(seen[0]?.t).toBeLessThan(total - 400);
+  });
+
+  it('waits while the consumer applies backpressure, losing nothing', async () => {
+    // 16 MiB is more than every pipe and socket buffer between the process and us: while the first
+    // piece of output is held, the process cannot finish
+    const size = 16 * 1024 * 1024;
+    let bytes = 0;
+    let calls = 0;
+    let ended = false;
+    let endedWhileHeld = false;
+    const h = env.exec({
+      argv: ['/bin/sh', '-c', `head -c ${size} /dev/zero | tr '\\0' 'x'; echo; echo done`],
+      cwd: env.workingDirectory,
+      env: env.jobEnvironment,
+      onOutput: (_s, d) => {
+        bytes += d.length;
+        if (calls++ > 0) return undefined;
+        return new Promise<void>((resolve) =>
+          setTimeout(() => {
+            endedWhileHeld = ended;
+            resolve();
+          }, 1_500),
+        );
+      },
+    });
+    const end = await h.done.finally(() => (ended = true));
+    expect(end).toEqual({ kind: 'exited', exitCode: 0 });
+    expect(endedWhileHeld).toBe(false);
+    expect(bytes).toBe(size + 'done\n'.length + 1);
   });
 
   it('times out a process with no output and kills it', async () => {
@@ -175,7 +209,9 @@ describe.each(kinds)('$name executor', (kind) => {
       argv: ['/bin/sh', '-c', 'echo started; (sleep 52.337; echo child) & sleep 52.337'],
       cwd: env.workingDirectory,
       env: env.jobEnvironment,
-      onOutput: (_s, d) => (out += d),
+      onOutput: (_s, d) => {
+        out += d;
+      },
     });
     await waitFor(() => out.includes('started'), 10_000);
     await waitFor(async () => (await kind.processes(env, 'sleep 52.337')) >= 2, 5_000, 100);

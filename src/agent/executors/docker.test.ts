@@ -111,7 +111,9 @@ describe.runIf(hasDocker)('Docker executor', () => {
         argv: ['/bin/sh', '-c', 'touch restored/dir/new && stat -c %U restored/dir restored/dir/file.txt'],
         cwd: env.homeDirectory,
         env: env.jobEnvironment,
-        onOutput: (_s, d) => (out += d),
+        onOutput: (_s, d) => {
+          out += d;
+        },
       });
       expect(await h.done).toEqual({ kind: 'exited', exitCode: 0 });
       expect(out).toBe('circleci\ncircleci\n');

@@ -487,22 +487,19 @@ export class DockerEnvironment implements Environment {
       if (watchdog) clearTimeout(watchdog);
       watchdog = setTimeout(() => kill('timedout'), req.noOutputTimeoutMs);
     };
-    const sink = (name: 'out' | 'err') => {
-      const decoder = new StringDecoder('utf8');
-      return {
-        w: new Writable({
-          write(chunk: Buffer, _enc, cb) {
-            armWatchdog();
-            const text = decoder.write(chunk);
-            if (text) req.onOutput(name, text);
-            cb();
-          },
-        }),
-        end: () => {
-          const rest = decoder.end();
-          if (rest) req.onOutput(name, rest);
-        },
-      };
+    const decoders = { out: new StringDecoder('utf8'), err: new StringDecoder('utf8') };
+    const demux = new DemuxWritable((name, chunk) => {
+      armWatchdog();
+      const text = decoders[name].write(chunk);
+      return text ? req.onOutput(name, text) : undefined;
+    });
+    const endOutput = async () => {
+      // the frames already read are all passed on (some may wait on backpressure) before the decoders end
+      await new Promise<void>((resolve) => demux.end(() => resolve()));
+      for (const name of ['out', 'err'] as const) {
+        const rest = decoders[name].end();
+        if (rest) await req.onOutput(name, rest);
+      }
     };
     const onKill = () => kill('killed');
     this.live.add(onKill);
@@ -532,9 +529,8 @@ export class DockerEnvironment implements Environment {
         void killer('TERM');
         later(KILL_GRACE_MS, () => void killer('KILL'));
       }
-      const out = sink('out');
-      const err = sink('err');
-      this.docker.modem.demuxStream(stream, out.w, err.w);
+      // piped, so a step printing faster than the server takes its output waits (backpressure)
+      stream.pipe(demux, { end: false });
       armWatchdog();
       const s = stream;
       const end = await new Promise<ExecEnd | 'ended'>((resolve) => {
@@ -561,8 +557,7 @@ export class DockerEnvironment implements Environment {
       });
       if (watchdog) clearTimeout(watchdog);
       for (const t of timers) clearTimeout(t);
-      out.end();
-      err.end();
+      await endOutput();
       if (ending) return { kind: ending };
       if (end !== 'ended') return end;
       let info;
@@ -574,7 +569,7 @@ export class DockerEnvironment implements Environment {
       const exitCode = info.ExitCode ?? -1;
       if (exitCode === 137) {
         const why = await this.oomMessage();
-        if (why) req.onOutput('err', `\n${why}\n`);
+        if (why) await req.onOutput('err', `\n${why}\n`);
       }
       return { kind: 'exited', exitCode };
     })().finally(() => {
@@ -750,4 +745,43 @@ async function runSimple(
   });
   const info = await exec.inspect();
   return { exitCode: info.ExitCode ?? -1, output: Buffer.concat(chunks).toString('utf8') };
+}
+
+/**
+ * Docker's multiplexed exec stream (8-byte frame headers: stream type, 3 zero bytes, length) split
+ * into stdout and stderr, one frame at a time, each passed on before the next is read: unlike
+ * docker-modem's demuxStream, a slow consumer slows the stream down instead of being buffered for.
+ */
+class DemuxWritable extends Writable {
+  private pending: Buffer = Buffer.alloc(0);
+
+  constructor(private readonly onFrame: (stream: 'out' | 'err', data: Buffer) => void | Promise<void>) {
+    super();
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
+    this.pending = this.pending.length ? Buffer.concat([this.pending, chunk]) : chunk;
+    void this.drainFrames().then(
+      () => cb(),
+      (err: unknown) => cb(err as Error),
+    );
+  }
+
+  private async drainFrames(): Promise<void> {
+    while (this.pending.length >= 8) {
+      const type = this.pending[0];
+      const length = this.pending.readUInt32BE(4);
+      if (type !== 0 && type !== 1 && type !== 2) {
+        // not multiplexed (a TTY exec): everything is stdout
+        const all = this.pending;
+        this.pending = Buffer.alloc(0);
+        await this.onFrame('out', all);
+        return;
+      }
+      if (this.pending.length < 8 + length) return;
+      const data = this.pending.subarray(8, 8 + length);
+      this.pending = this.pending.subarray(8 + length);
+      if (type !== 0) await this.onFrame(type === 2 ? 'err' : 'out', data);
+    }
+  }
 }

@@ -111,13 +111,13 @@ export class HostEnvironment implements Environment {
           noOutputTimeoutMs: req.noOutputTimeoutMs,
           onOutput: (stream, data) => {
             const text = decoders[stream].write(data);
-            if (text) req.onOutput(stream, text);
+            return text ? req.onOutput(stream, text) : undefined;
           },
         });
         const end = await proc.done;
         for (const s of ['out', 'err'] as const) {
           const rest = decoders[s].end();
-          if (rest) req.onOutput(s, rest);
+          if (rest) await req.onOutput(s, rest);
         }
         return end;
       },
