@@ -39,6 +39,17 @@ export interface LogThroughputFigures {
   agentPeakMb: number;
   serverIdleMb: number;
   serverPeakMb: number;
+  /** CPU time (user + system) each process spent from the pipeline's trigger to the step's end */
+  agentCpuSeconds: number;
+  serverCpuSeconds: number;
+}
+
+/** user + system CPU seconds of a process so far (/proc/<pid>/stat, in clock ticks of 1/100 s) */
+function cpuSeconds(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    .replace(/^.*\) /, '')
+    .split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
 }
 
 function rssMb(pid: number): number {
@@ -145,6 +156,7 @@ export async function benchLogThroughput(): Promise<LogThroughputFigures> {
     }, SAMPLE_MS);
     stopSampling.push(() => clearInterval(timer));
 
+    const cpuBefore = { agent: cpuSeconds(agent), server: cpuSeconds(serverPid) };
     const loud = await runPipeline(server, slug);
     let startedAt: number | undefined;
     let endedAt: number | undefined;
@@ -163,6 +175,8 @@ export async function benchLogThroughput(): Promise<LogThroughputFigures> {
       await new Promise((r) => setTimeout(r, SAMPLE_MS));
     }
     clearInterval(timer);
+    const agentCpuSeconds = cpuSeconds(agent) - cpuBefore.agent;
+    const serverCpuSeconds = cpuSeconds(serverPid) - cpuBefore.server;
     if (status !== 'success') throw new Error(`the printing step ended ${status}`);
 
     const storedBytes = storedSize(server.dataDir);
@@ -177,26 +191,29 @@ export async function benchLogThroughput(): Promise<LogThroughputFigures> {
       agentPeakMb,
       serverIdleMb,
       serverPeakMb,
+      agentCpuSeconds,
+      serverCpuSeconds,
     };
   } finally {
     for (const s of stopSampling) s();
     await server.kill('SIGTERM');
-    rmSync(server.dataDir, { recursive: true, force: true });
+    if (!process.env.BENCH_KEEP) rmSync(server.dataDir, { recursive: true, force: true });
+    else console.log('kept', server.dataDir);
   }
 }
 
-/** the largest object under the data directory's output/ (the printing step's) */
+/** the size of the largest step's output objects under the data directory (output/<task>/<step>/…) */
 function storedSize(dataDir: string): number {
-  let max = 0;
+  const perStep = new Map<string, number>();
   const walk = (dir: string): void => {
     for (const e of readdirSync(dir, { withFileTypes: true })) {
       const p = `${dir}/${e.name}`;
       if (e.isDirectory()) walk(p);
-      else if (p.includes('/output/')) max = Math.max(max, statSize(p));
+      else if (p.includes('/output/')) perStep.set(dir, (perStep.get(dir) ?? 0) + statSize(p));
     }
   };
   walk(dataDir);
-  return max;
+  return Math.max(0, ...perStep.values());
 }
 
 function statSize(p: string): number {
@@ -212,12 +229,16 @@ export function printLogThroughput(r: LogThroughputFigures): void {
   const serverGrowth = r.serverPeakMb - r.serverIdleMb;
   console.log(
     `log throughput: ${(r.bytes / 1e6).toFixed(0)} MB printed, stored in ${r.seconds.toFixed(1)} s = ${r.mbPerSecond.toFixed(1)} MB/s ` +
-      `(target ≥ 100 MB/s, ${(r.mbPerSecond / 100).toFixed(2)}× target); stored object ${(r.storedBytes / 1e6).toFixed(0)} MB`,
+      `(target ≥ 100 MB/s, ${(r.mbPerSecond / 100).toFixed(2)}× target); stored output ${(r.storedBytes / 1e6).toFixed(0)} MB`,
   );
   console.log(
     `log memory growth above idle: agent ${agentGrowth.toFixed(0)} MB (idle ${r.agentIdleMb.toFixed(0)}, peak ${r.agentPeakMb.toFixed(0)}), ` +
       `server ${serverGrowth.toFixed(0)} MB (idle ${r.serverIdleMb.toFixed(0)}, peak ${r.serverPeakMb.toFixed(0)}) ` +
       `(target < 150 MB each, ${(Math.max(agentGrowth, serverGrowth) / 150).toFixed(2)}× target)`,
+  );
+  const gb = r.bytes / 1e9;
+  console.log(
+    `log CPU per GB printed: agent ${(r.agentCpuSeconds / gb).toFixed(1)} s, server ${(r.serverCpuSeconds / gb).toFixed(1)} s`,
   );
 }
 

@@ -15,7 +15,7 @@ import type {
 } from '../scheduler/protocol.js';
 import { AGENT_API_PREFIX } from '../scheduler/protocol.js';
 import { runAgent } from './index.js';
-import { processesMatching, runStep, taskSpec } from './testing.js';
+import { parseAgentBody, processesMatching, runStep, taskSpec } from './testing.js';
 
 const TOKEN = 'agent-token-for-tests';
 
@@ -71,9 +71,9 @@ class FakeServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let raw = '';
-    for await (const c of req) raw += String(c);
-    const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
+    const parts: Buffer[] = [];
+    for await (const c of req) parts.push(c as Buffer);
+    const body = parseAgentBody(Buffer.concat(parts), req.headers);
     const send = (status: number, json?: unknown) => {
       res.writeHead(status, json ? { 'content-type': 'application/json' } : {});
       res.end(json ? JSON.stringify(json) : undefined);

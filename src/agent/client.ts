@@ -14,11 +14,13 @@ import {
   type CompleteRequest,
   type HeartbeatResponse,
   type OutputChunk,
+  LEASE_HEADER,
   type StepReportRequest,
   type TaskOutcome,
 } from '../scheduler/protocol.js';
 import type { DockerExecutorOptions } from './executors/index.js';
 import type { SandboxMode } from './sandbox.js';
+import { OUTPUT_FRAMES_CONTENT_TYPE, encodeFrames } from '../scheduler/output-format.js';
 import { createBlobClient } from './blob-client.js';
 import { runTask, type FinalStepStatus, type TaskSink } from './task.js';
 
@@ -27,9 +29,12 @@ export const OUTPUT_FLUSH_MS = 100;
 /** buffered output of this size is sent at once */
 export const OUTPUT_FLUSH_BYTES = 16 * 1024;
 /** one output request carries at most this much */
-const OUTPUT_REQUEST_MAX_BYTES = 256 * 1024;
+const OUTPUT_REQUEST_MAX_BYTES = 4 * 1024 * 1024;
 /** a chunk grows by appending until this size, then a new chunk (new seq) starts */
-const CHUNK_MAX_CHARS = 8 * 1024;
+const CHUNK_MAX_CHARS = 64 * 1024;
+/** output buffered beyond this makes steps wait (backpressure) until it is below OUTPUT_LOW_WATER_BYTES */
+export const OUTPUT_HIGH_WATER_BYTES = 8 * 1024 * 1024;
+const OUTPUT_LOW_WATER_BYTES = 4 * 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
 const RETRY_MIN_MS = 100;
 const RETRY_MAX_MS = 2_000;
@@ -103,6 +108,8 @@ class TaskConnection implements TaskSink {
     { name: string; type: string; background: boolean; startedAt: Date }
   >();
   private bufferedBytes = 0;
+  /** steps waiting for the buffer to empty below OUTPUT_LOW_WATER_BYTES */
+  private roomWaiters: Array<() => void> = [];
   private flushTimer: NodeJS.Timeout | undefined;
   /** a flush waits in the queue: the output arriving meanwhile goes with it, no need for another */
   private flushQueued: Promise<void> | undefined;
@@ -141,6 +148,7 @@ class TaskConnection implements TaskSink {
   markLost(): void {
     if (this.lost) return;
     this.lost = true;
+    this.wakeRoomWaiters(true);
     this.log.warn({ taskId: this.claim.task.taskId }, 'lease lost: stopping the task without reporting');
     this.abort.abort();
     this.gone.abort();
@@ -158,7 +166,13 @@ class TaskConnection implements TaskSink {
   }
 
   /** POST with retries on network errors and 5xx until the lease deadline; 409 → LeaseLost. */
-  private async post(suffix: string, body: unknown): Promise<Response> {
+  private async post(
+    suffix: string,
+    body: unknown,
+    raw?: { contentType: string; body: Buffer },
+  ): Promise<Response> {
+    const payload = raw ? raw.body : JSON.stringify(body);
+    const contentType = raw ? raw.contentType : 'application/json';
     let delay = RETRY_MIN_MS;
     for (;;) {
       if (this.lost) throw new LeaseLost();
@@ -166,8 +180,12 @@ class TaskConnection implements TaskSink {
       try {
         const res = await fetch(this.url(suffix), {
           method: 'POST',
-          headers: { authorization: `Bearer ${this.opts.token}`, 'content-type': 'application/json' },
-          body: JSON.stringify(body),
+          headers: {
+            authorization: `Bearer ${this.opts.token}`,
+            'content-type': contentType,
+            [LEASE_HEADER]: this.claim.leaseId,
+          },
+          body: payload,
           signal: this.requestSignal(this.requestTimeoutMs()),
         });
         if (res.status === 409) {
@@ -206,6 +224,7 @@ class TaskConnection implements TaskSink {
   }
 
   private handle(err: unknown): void {
+    this.wakeRoomWaiters(true);
     if (err instanceof LeaseLost) return;
     const message = (err as Error).message;
     this.log.error({ taskId: this.claim.task.taskId, err: message }, 'the server refused a report');
@@ -237,9 +256,26 @@ class TaskConnection implements TaskSink {
     if (last && last.stream === stream && last.data.length + data.length <= CHUNK_MAX_CHARS)
       last.data += data;
     else buf.pending.push({ seq: buf.nextSeq++, stream, time: new Date().toISOString(), data });
-    this.bufferedBytes += Buffer.byteLength(data);
+    // characters, not bytes: a budget, and cheaper to count
+    this.bufferedBytes += data.length;
     if (this.bufferedBytes >= OUTPUT_FLUSH_BYTES) void this.flush();
     else this.flushTimer ??= setTimeout(() => void this.flush(), OUTPUT_FLUSH_MS);
+  }
+
+  backpressure(): Promise<void> | undefined {
+    if (this.lost || this.abort.signal.aborted || this.bufferedBytes < OUTPUT_HIGH_WATER_BYTES)
+      return undefined;
+    void this.flush();
+    return new Promise((resolve) => this.roomWaiters.push(resolve));
+  }
+
+  /** the buffer went down (or nothing more will be sent): waiting steps go on */
+  private wakeRoomWaiters(always = false): void {
+    if (this.roomWaiters.length === 0) return;
+    if (!always && !this.lost && this.bufferedBytes > OUTPUT_LOW_WATER_BYTES) return;
+    const waiters = this.roomWaiters;
+    this.roomWaiters = [];
+    for (const w of waiters) w();
   }
 
   stepEnd(index: number, status: FinalStepStatus, exitCode: number | null): Promise<void> {
@@ -266,7 +302,8 @@ class TaskConnection implements TaskSink {
     this.unsentStarts.delete(index);
     const buf = this.steps.get(index);
     const chunks = buf ? buf.pending.splice(0) : [];
-    for (const c of chunks) this.bufferedBytes -= Buffer.byteLength(c.data);
+    for (const c of chunks) this.bufferedBytes -= c.data.length;
+    this.wakeRoomWaiters();
     const body: StepReportRequest = {
       leaseId: this.claim.leaseId,
       name: info.name,
@@ -305,18 +342,27 @@ class TaskConnection implements TaskSink {
         // started after the starts above went: its start (and output) go with the next flush
         if (this.unsentStarts.has(index)) continue;
         while (buf.pending.length > 0) {
+          // frames: the server stores these bytes as they are (output is encoded once, here)
           const chunks: OutputChunk[] = [];
           let bytes = 0;
-          while (buf.pending.length > 0 && (chunks.length === 0 || bytes < OUTPUT_REQUEST_MAX_BYTES)) {
+          while (buf.pending.length > 0 && (bytes === 0 || bytes < OUTPUT_REQUEST_MAX_BYTES)) {
             const c = buf.pending.shift() as OutputChunk;
-            bytes += Buffer.byteLength(c.data);
+            bytes += c.data.length;
             chunks.push(c);
           }
+          await this.post(`/steps/${index}/output`, undefined, {
+            contentType: OUTPUT_FRAMES_CONTENT_TYPE,
+            body: encodeFrames(chunks),
+          });
           this.bufferedBytes -= bytes;
-          await this.post(`/steps/${index}/output`, { leaseId: this.claim.leaseId, chunks });
+          this.wakeRoomWaiters();
         }
       }
-    }).catch((err: unknown) => this.handle(err)));
+    }).catch((err: unknown) => {
+      this.handle(err);
+      // refused or lost: nothing more is sent, so nothing should wait for room
+      this.wakeRoomWaiters(true);
+    }));
   }
 
   // --- lease ---

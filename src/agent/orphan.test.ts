@@ -10,7 +10,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { waitFor } from '../../test/harness/net.js';
 import type { CompleteRequest, TaskSpec } from '../scheduler/protocol.js';
 import { AGENT_API_PREFIX } from '../scheduler/protocol.js';
-import { processesMatching, runStep, taskSpec } from './testing.js';
+import { parseAgentBody, processesMatching, runStep, taskSpec } from './testing.js';
 
 const TOKEN = 'orphan-test-token';
 const ENTRY = fileURLToPath(new URL('../../bin/torus.js', import.meta.url));
@@ -54,9 +54,9 @@ class FakeServer {
   }
 
   private async handle(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    let raw = '';
-    for await (const c of req) raw += String(c);
-    const body = raw ? (JSON.parse(raw) as Record<string, unknown>) : {};
+    const parts: Buffer[] = [];
+    for await (const c of req) parts.push(c as Buffer);
+    const body = parseAgentBody(Buffer.concat(parts), req.headers);
     const send = (status: number, json?: unknown) => {
       res.writeHead(status, json ? { 'content-type': 'application/json' } : {});
       res.end(json ? JSON.stringify(json) : undefined);

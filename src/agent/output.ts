@@ -61,7 +61,13 @@ export class MaskingStream {
   ) {}
 
   write(chunk: Buffer | string): void {
-    this.pending += typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    const text = typeof chunk === 'string' ? chunk : this.decoder.write(chunk);
+    // nothing to mask: nothing to hold back either
+    if (this.secrets.length === 0) {
+      if (text) this.emit(text);
+      return;
+    }
+    this.pending += text;
     const cut = this.pending.lastIndexOf('\n');
     if (cut >= 0) {
       const lines = this.pending.slice(0, cut + 1);

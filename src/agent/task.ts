@@ -34,6 +34,11 @@ export interface TaskSink {
   ): Promise<void>;
   /** buffered by the sink */
   output(index: number, stream: 'out' | 'err', data: string): void;
+  /**
+   * While the sink holds more output than it wants to (the server takes it slower than steps print
+   * it), a promise that settles once it has room: steps stop reading their processes' output until then.
+   */
+  backpressure?(): Promise<void> | undefined;
   stepEnd(index: number, status: FinalStepStatus, exitCode: number | null): Promise<void>;
 }
 
@@ -203,7 +208,10 @@ class TaskRun {
       cwd,
       env,
       noOutputTimeoutMs,
-      onOutput: (stream, data) => (stream === 'out' ? out : err).write(data),
+      onOutput: (stream, data) => {
+        (stream === 'out' ? out : err).write(data);
+        return this.sink.backpressure?.();
+      },
     });
     return {
       proc,

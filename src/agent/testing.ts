@@ -5,7 +5,9 @@ import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import type { Step } from '../config/model.js';
-import type { TaskSpec } from '../scheduler/protocol.js';
+import type { IncomingHttpHeaders } from 'node:http';
+import { LEASE_HEADER, type TaskSpec } from '../scheduler/protocol.js';
+import { OUTPUT_FRAMES_CONTENT_TYPE, decodeRecords } from '../scheduler/output-format.js';
 import type { FinalStepStatus, TaskSink } from './task.js';
 
 export function git(cwd: string, ...args: string[]): string {
@@ -157,4 +159,15 @@ export function processesMatching(marker: string): number[] {
     }
   }
   return pids;
+}
+
+/**
+ * A request body as a fake agent-protocol server sees it: JSON, or an output-frames body (lease in
+ * its header) turned into the JSON form `{leaseId, chunks}`.
+ */
+export function parseAgentBody(raw: Buffer, headers: IncomingHttpHeaders): Record<string, unknown> {
+  if (raw.length === 0) return {};
+  if (headers['content-type'] !== OUTPUT_FRAMES_CONTENT_TYPE)
+    return JSON.parse(raw.toString('utf8')) as Record<string, unknown>;
+  return { leaseId: headers[LEASE_HEADER], chunks: decodeRecords(raw) };
 }

@@ -7,13 +7,16 @@ import type {
   FastifyReply,
   FastifyRequest,
 } from 'fastify';
-import { isTorusError } from '../ops/index.js';
+import { isTorusError, TorusError } from '../ops/index.js';
+import { LEASE_HEADER } from '../scheduler/protocol.js';
+import { OUTPUT_FRAMES_CONTENT_TYPE } from '../scheduler/output-format.js';
 import type {
   AuthenticatedAgent,
   ClaimRequest,
   CompleteRequest,
   HeartbeatRequest,
   OutputRequest,
+  OutputFramesRequest,
   Scheduler,
   StepEndRequest,
   StepReportRequest,
@@ -119,6 +122,17 @@ const completeBody = {
 /** Output requests carry batches of log text: allow more than Fastify's 1 MiB default. */
 const OUTPUT_BODY_LIMIT = 16 * 1024 * 1024;
 
+/** a frames output body with its lease from the header (src/scheduler/output-format.ts) */
+function framesRequest(request: FastifyRequest, records: Buffer): OutputFramesRequest {
+  const lease = request.headers[LEASE_HEADER];
+  if (typeof lease !== 'string' || !new RegExp(UUID).test(lease))
+    throw new TorusError(
+      'TORUS_E_BAD_REQUEST',
+      `an output-frames request names its lease in the ${LEASE_HEADER} header`,
+    );
+  return { leaseId: lease, records };
+}
+
 type TaskParams = { taskId: string };
 type StepParams = { taskId: string; index: number };
 
@@ -209,11 +223,32 @@ export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
       },
     );
 
-    app.post<{ Params: StepParams; Body: OutputRequest }>(
+    // frames reach the handler as bytes: the scheduler checks each record and stores the body as sent
+    app.addContentTypeParser(OUTPUT_FRAMES_CONTENT_TYPE, { parseAs: 'buffer' }, (_req, body, done) =>
+      done(null, body),
+    );
+    app.post<{ Params: StepParams; Body: OutputRequest | Buffer }>(
       '/tasks/:taskId/steps/:index/output',
-      { schema: { params: stepParams, body: outputBody }, bodyLimit: OUTPUT_BODY_LIMIT },
+      {
+        schema: {
+          params: stepParams,
+          body: {
+            content: {
+              'application/json': { schema: outputBody },
+              [OUTPUT_FRAMES_CONTENT_TYPE]: { schema: {} },
+            },
+          },
+        },
+        bodyLimit: OUTPUT_BODY_LIMIT,
+      },
       async (request, reply) => {
-        await scheduler.stepOutput(request.params.taskId, request.params.index, request.body);
+        const { taskId, index } = request.params;
+        const body = request.body;
+        await scheduler.stepOutput(
+          taskId,
+          index,
+          Buffer.isBuffer(body) ? framesRequest(request, body) : body,
+        );
         return reply.code(204).send();
       },
     );

@@ -500,7 +500,7 @@ export async function jobSteps(db: Queryable, jobId: string): Promise<StepRecord
   const r = await db.query<StepRecord>(
     `SELECT s.task_id, t.node_index, s.step_index, s.name, s.type, s.status, s.exit_code, s.background, s.started_at,
        s.stopped_at, s.output_bytes,
-       EXISTS (SELECT 1 FROM output_chunks c WHERE c.task_id = s.task_id AND c.step_index = s.step_index) AS has_chunks
+       EXISTS (SELECT 1 FROM output_segments c WHERE c.task_id = s.task_id AND c.step_index = s.step_index) AS has_chunks
      FROM steps s JOIN tasks t ON t.id = s.task_id WHERE t.job_id = $1 ORDER BY s.step_index, t.node_index`,
     [jobId],
   );

@@ -1,8 +1,9 @@
 // Job output: CircleCI's v1.1 build details (steps[].actions[] with an output_url each), the
 // output_url itself (CircleCI's JSON array of {type, time, message}), and Torus' live variant that
 // streams a step's output as Server-Sent Events while it is printed, then an `end` event.
+import { Readable } from 'node:stream';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { OutputChunk } from '../scheduler/index.js';
+import type { OutputChunk, StepOutputPage } from '../scheduler/index.js';
 import { TorusError } from '../ops/index.js';
 import type { User } from '../accounts/index.js';
 import { baseUrl, currentUser, positiveInt, queryString } from './http.js';
@@ -37,6 +38,27 @@ function nonNegativeInt(raw: string | undefined, name: string, dflt: number): nu
       `${name} must be a non-negative integer, got ${JSON.stringify(raw)}`,
     );
   return Number(raw);
+}
+
+/**
+ * Every page of a step's output, the first read before anything is answered (so a missing task or
+ * step is still an error response), the rest as the answer streams.
+ */
+async function outputPages(
+  scheduler: RouteDeps['scheduler'],
+  taskId: string,
+  step: number,
+): Promise<AsyncIterable<StepOutputPage>> {
+  const first = await scheduler.readStepOutput(taskId, step);
+  return (async function* () {
+    let page = first;
+    for (;;) {
+      yield page;
+      const last = page.chunks[page.chunks.length - 1];
+      if (!page.more || !last) return;
+      page = await scheduler.readStepOutput(taskId, step, last.seq);
+    }
+  })();
 }
 
 function circleMessage(c: OutputChunk) {
@@ -109,8 +131,24 @@ export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps, sign
       const follow =
         queryString(req, 'follow') === 'true' || (req.headers.accept ?? '').includes('text/event-stream');
       if (!follow) {
-        const { chunks, done } = await scheduler.readStepOutput(taskId, step);
-        return { items: chunks.map(circleMessage), done };
+        const pages = await outputPages(scheduler, taskId, step);
+        return reply.type('application/json; charset=utf-8').send(
+          Readable.from(
+            (async function* () {
+              yield '{"items":[';
+              let first = true;
+              let done = false;
+              for await (const page of pages) {
+                for (const c of page.chunks) {
+                  yield (first ? '' : ',') + JSON.stringify(circleMessage(c));
+                  first = false;
+                }
+                done = page.done;
+              }
+              yield `],"done":${done}}`;
+            })(),
+          ),
+        );
       }
 
       const stream = openEventStream(req, reply);
@@ -138,12 +176,13 @@ export function registerOutputRoutes(app: FastifyInstance, deps: RouteDeps, sign
         try {
           do {
             again = false;
-            const { chunks, done } = await scheduler.readStepOutput(taskId, step, lastSeq);
+            const { chunks, done, more } = await scheduler.readStepOutput(taskId, step, lastSeq);
             for (const c of chunks) {
               if (c.seq <= lastSeq) continue;
               lastSeq = c.seq;
               stream.send('output', { seq: c.seq, ...circleMessage(c) });
             }
+            if (more) again = true;
             if (done) {
               const st = await db.query<{ status: string; exit_code: number | null }>(
                 'SELECT status, exit_code FROM steps WHERE task_id = $1 AND step_index = $2',
@@ -225,11 +264,32 @@ export function registerOutputUrlRoute(
       const j = await reads.findJobByNumber(db, user, project, n);
       const taskId = await reads.taskOf(db, j.id, index);
       if (!taskId) throw new TorusError('TORUS_E_NOT_FOUND', `the job has no parallel run ${index} (yet)`);
-      const { chunks } = await scheduler.readStepOutput(taskId, step);
+      const pages = await outputPages(scheduler, taskId, step);
+      // streamed a page at a time: a step's output may be far larger than the server's memory budget
       if (queryString(req, 'file') === 'true') {
-        return reply.type('text/plain; charset=utf-8').send(chunks.map((c) => c.data).join(''));
+        return reply.type('text/plain; charset=utf-8').send(
+          Readable.from(
+            (async function* () {
+              for await (const page of pages) yield page.chunks.map((c) => c.data).join('');
+            })(),
+          ),
+        );
       }
-      return chunks.map(circleMessage);
+      return reply.type('application/json; charset=utf-8').send(
+        Readable.from(
+          (async function* () {
+            yield '[';
+            let first = true;
+            for await (const page of pages) {
+              for (const c of page.chunks) {
+                yield (first ? '' : ',') + JSON.stringify(circleMessage(c));
+                first = false;
+              }
+            }
+            yield ']';
+          })(),
+        ),
+      );
     },
   );
 }

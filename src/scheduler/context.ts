@@ -31,7 +31,24 @@ export interface SchedulerContext {
   followers: StepFollowers;
   /** tells the lease-expiry loop that a lease now ends at `at` */
   leaseTaken(at: Date): void;
+  output: OutputLimits;
 }
+
+/** How step output is stored (src/scheduler/steps.ts); tests make them small. */
+export interface OutputLimits {
+  /** a segment (one agent request) up to this size stays in the database; a larger one goes to the object store */
+  inlineSegmentMaxBytes: number;
+  /** a step's output up to this size becomes one object when the step ends; larger output keeps its segments */
+  compactMaxBytes: number;
+  /** one read returns at most about this much (a reader reads on for the rest) */
+  readMaxBytes: number;
+}
+
+export const DEFAULT_OUTPUT_LIMITS: OutputLimits = {
+  inlineSegmentMaxBytes: 64 * 1024,
+  compactMaxBytes: 16 * 1024 * 1024,
+  readMaxBytes: 8 * 1024 * 1024,
+};
 
 /**
  * Advisory lock (pg_advisory_xact_lock(int, int): this namespace, the job id's hash) serializing

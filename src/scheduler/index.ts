@@ -10,16 +10,30 @@ import type {
   HeartbeatResponse,
   StepStartRequest,
   OutputRequest,
+  OutputFramesRequest,
   StepEndRequest,
   StepReportRequest,
   CompleteRequest,
-  OutputChunk,
 } from './protocol.js';
-import { JobHooks, type JobMessage, type SchedulerContext, type SchedulerHooks } from './context.js';
+import {
+  DEFAULT_OUTPUT_LIMITS,
+  JobHooks,
+  type JobMessage,
+  type OutputLimits,
+  type SchedulerContext,
+  type SchedulerHooks,
+} from './context.js';
 import { ClaimWaiters, SharedListener, StepFollowers } from './waiters.js';
 import { claimTask, enqueueTasks, type AuthenticatedAgent } from './claim.js';
 import { LeaseExpiryLoop, renewLease, sweepExpiredLeases } from './leases.js';
-import { appendStepOutput, endStepByAgent, readStepOutput, reportStep, startStep } from './steps.js';
+import {
+  appendStepOutput,
+  endStepByAgent,
+  readStepOutput,
+  reportStep,
+  startStep,
+  type StepOutputPage,
+} from './steps.js';
 import { cancelJobTasks, completeTask, type CancelResult } from './completion.js';
 import { explainQueuedJob } from './explain.js';
 import { authenticateAgent, createAgentToken } from './tokens.js';
@@ -37,7 +51,8 @@ export {
   type TaskEvent,
 } from './task-states.js';
 export { classMatches, patternAllows } from './resource-classes.js';
-export { stepOutputKey } from './steps.js';
+export { stepOutputKey, type StepOutputPage } from './steps.js';
+export { OUTPUT_FRAMES_CONTENT_TYPE, encodeFrames, decodeRecords } from './output-format.js';
 export { AGENT_TOKEN_PREFIX } from './tokens.js';
 export { AGENT_SEEN_WINDOW_MS } from './explain.js';
 export { startLocalAgents, type LocalAgentsOptions, type LocalAgents } from './launchers/local.js';
@@ -59,19 +74,15 @@ export interface Scheduler {
   /** TorusError TORUS_E_LEASE_LOST → 409 */
   heartbeat(taskId: string, leaseId: string): Promise<HeartbeatResponse>;
   stepStart(taskId: string, index: number, req: StepStartRequest): Promise<void>;
-  stepOutput(taskId: string, index: number, req: OutputRequest): Promise<void>;
+  stepOutput(taskId: string, index: number, req: OutputRequest | OutputFramesRequest): Promise<void>;
   stepEnd(taskId: string, index: number, req: StepEndRequest): Promise<void>;
   /** A step that started and ended before anything of it was sent: stored ended, in one request. */
   stepReport(taskId: string, index: number, req: StepReportRequest): Promise<void>;
   complete(taskId: string, req: CompleteRequest): Promise<void>;
   /** Why a queued job is still waiting (no agent serves its resource class, …); [] when nothing to say. */
   explainQueued(jobId: string): Promise<JobMessage[]>;
-  /** Output of a step: finished steps from the object store, running ones from output_chunks. */
-  readStepOutput(
-    taskId: string,
-    stepIndex: number,
-    afterSeq?: number,
-  ): Promise<{ chunks: OutputChunk[]; done: boolean }>;
+  /** Output of a step after afterSeq, a bounded page at a time (`more`: read again after its last chunk). */
+  readStepOutput(taskId: string, stepIndex: number, afterSeq?: number): Promise<StepOutputPage>;
   /** Subscribe to new output/state of a step (for live following); returns unsubscribe. */
   followStep(taskId: string, stepIndex: number, onChange: () => void): Promise<() => Promise<void>>;
   authenticateAgent(token: string): Promise<AuthenticatedAgent | null>;
@@ -84,7 +95,11 @@ export interface Scheduler {
   expireLeasesNow(): Promise<number>;
 }
 
-export function createScheduler(res: Resources, hooks: SchedulerHooks): Scheduler {
+export function createScheduler(
+  res: Resources,
+  hooks: SchedulerHooks,
+  options: { output?: Partial<OutputLimits> } = {},
+): Scheduler {
   const queuedListener = new SharedListener(res.db, CHANNELS.taskQueued, res.logger);
   const outputListener = new SharedListener(res.db, CHANNELS.stepOutput, res.logger);
   let stopped = false;
@@ -94,6 +109,7 @@ export function createScheduler(res: Resources, hooks: SchedulerHooks): Schedule
     waiters: new ClaimWaiters(queuedListener),
     followers: new StepFollowers(outputListener),
     leaseTaken: (at) => expiry.leaseTaken(at),
+    output: { ...DEFAULT_OUTPUT_LIMITS, ...options.output },
   };
   const expiry = new LeaseExpiryLoop(ctx);
 

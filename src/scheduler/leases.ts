@@ -82,7 +82,10 @@ async function expireLease(ctx: SchedulerContext, taskId: string, jobId: string)
          WHERE id = $1`,
         [taskId],
       );
-      await tx.query('DELETE FROM output_chunks WHERE task_id = $1', [taskId]);
+      const segments = await tx.query<{ object_key: string | null }>(
+        'DELETE FROM output_segments WHERE task_id = $1 RETURNING object_key',
+        [taskId],
+      );
       const steps = await tx.query<{ step_index: number; output_key: string | null }>(
         'DELETE FROM steps WHERE task_id = $1 RETURNING step_index, output_key',
         [taskId],
@@ -96,7 +99,10 @@ async function expireLease(ctx: SchedulerContext, taskId: string, jobId: string)
         requeued: true,
         outcome: null,
         jobOutcomes: null,
-        deletedKeys: steps.rows.flatMap((s) => (s.output_key ? [s.output_key] : [])),
+        deletedKeys: [
+          ...steps.rows.flatMap((s) => (s.output_key ? [s.output_key] : [])),
+          ...segments.rows.flatMap((s) => (s.object_key ? [s.object_key] : [])),
+        ],
         deletedSteps: steps.rows.map((s) => s.step_index),
         message: {
           type: 'warning',

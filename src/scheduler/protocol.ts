@@ -7,7 +7,8 @@
 //   POST /claim                              ClaimRequest → 200 ClaimResponse | 204 (nothing within waitMs)
 //   POST /tasks/:taskId/heartbeat            HeartbeatRequest → 200 HeartbeatResponse | 409 lease lost
 //   POST /tasks/:taskId/steps/:index/start   StepStartRequest → 204 | 409
-//   POST /tasks/:taskId/steps/:index/output  OutputRequest → 204 | 409   (idempotent by seq)
+//   POST /tasks/:taskId/steps/:index/output  OutputRequest (JSON) or OutputFramesRequest (frames) → 204 | 409
+//                                            (idempotent by seq)
 //   POST /tasks/:taskId/steps/:index/end     StepEndRequest → 204 | 409
 //   POST /tasks/:taskId/steps/:index/report  StepReportRequest → 204 | 409   (start+output+end at once,
 //                                            for a step that ended before its first flush; idempotent)
@@ -104,6 +105,18 @@ export interface OutputRequest {
   leaseId: string;
   chunks: OutputChunk[];
 }
+
+/**
+ * An output request whose body is `application/vnd.torus.output-frames` (src/scheduler/output-format.ts):
+ * the lease in the `x-torus-lease` header, the chunks as records. The server checks each record and
+ * stores the body as sent, so output is encoded once, by the agent (the fast path for loud steps).
+ */
+export interface OutputFramesRequest {
+  leaseId: string;
+  records: Buffer;
+}
+
+export const LEASE_HEADER = 'x-torus-lease';
 
 export type StepStatus = 'running' | 'success' | 'failed' | 'timedout' | 'canceled';
 

@@ -1,15 +1,16 @@
 // The scheduler on both databases: queue, claims, waking, leases, output, job outcome, cancel, diagnostics.
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
+import { AGENT_TOKEN_CACHE_MS } from './tokens.js';
 import type { Database } from '../storage/index.js';
 import { openTestDatabase, databaseKinds } from '../../test/harness/db.js';
 import { waitFor } from '../../test/harness/net.js';
 import { readObjectText } from '../storage/index.js';
 import type { Settings } from '../ops/index.js';
+import type { OutputLimits } from './context.js';
 import {
   createScheduler,
   aggregateOutcome,
   isFinal,
-  stepOutputKey,
   type Scheduler,
   type AuthenticatedAgent,
   type ClaimRequest,
@@ -53,9 +54,9 @@ for (const kind of databaseKinds()) {
       t = undefined;
     });
 
-    function make(settings: Partial<Settings> = {}): Scheduler {
+    function make(settings: Partial<Settings> = {}, output?: Partial<OutputLimits>): Scheduler {
       t = testResources(db, settings);
-      scheduler = createScheduler(t.res, hooks);
+      scheduler = createScheduler(t.res, hooks, { output });
       return scheduler;
     }
 
@@ -177,7 +178,7 @@ for (const kind of databaseKinds()) {
       expect(second.task.taskId).toBe(taskId);
       expect(second.leaseId).not.toBe(first.leaseId);
       const steps = await db.query('SELECT 1 FROM steps WHERE task_id = $1', [taskId]);
-      const chunks = await db.query('SELECT 1 FROM output_chunks WHERE task_id = $1', [taskId]);
+      const chunks = await db.query('SELECT 1 FROM output_segments WHERE task_id = $1', [taskId]);
       expect(steps.rowCount + chunks.rowCount).toBe(0);
       const third = (await s.claim(machineAgent, claimReq(['machine:*'], 3_000, 'dies-3'), never))!;
       expect(third.task.taskId).toBe(taskId);
@@ -325,12 +326,12 @@ for (const kind of databaseKinds()) {
       });
       const live = await s.readStepOutput(taskId, 2);
       expect(live.done).toBe(false);
-      expect(live.chunks.map((c) => c.data)).toEqual(['line 1\n', 'warn\n', 'line 2\uFFFD\n']);
+      expect(live.chunks.map((c) => c.data)).toEqual(['line 1\n', 'warn\n', 'line 2\0\n']);
       expect((await s.readStepOutput(taskId, 2, 0)).chunks.map((c) => c.seq)).toEqual([1, 2]);
       await s.stepEnd(taskId, 2, { leaseId, status: 'failed', exitCode: 3, stoppedAt: at(4) });
       // ending twice is harmless
       await s.stepEnd(taskId, 2, { leaseId, status: 'failed', exitCode: 3, stoppedAt: at(4) });
-      const left = await db.query('SELECT 1 FROM output_chunks WHERE task_id = $1', [taskId]);
+      const left = await db.query('SELECT 1 FROM output_segments WHERE task_id = $1', [taskId]);
       expect(left.rowCount).toBe(0);
       const step = await db.query<{
         status: string;
@@ -344,9 +345,9 @@ for (const kind of databaseKinds()) {
       expect(step.rows[0]).toMatchObject({
         status: 'failed',
         exit_code: 3,
-        output_key: stepOutputKey(taskId, 2),
       });
-      const text = await readObjectText(t!.res.store, `output/${taskId}/2.jsonl`);
+      expect(step.rows[0]!.output_key).toMatch(new RegExp(`^output/${taskId}/2/[0-9a-f-]{36}\\.jsonl$`));
+      const text = await readObjectText(t!.res.store, step.rows[0]!.output_key);
       expect(
         text!
           .trim()
@@ -355,12 +356,12 @@ for (const kind of databaseKinds()) {
       ).toEqual([
         { seq: 0, stream: 'out', time: at(1), data: 'line 1\n' },
         { seq: 1, stream: 'err', time: at(2), data: 'warn\n' },
-        { seq: 2, stream: 'out', time: at(3), data: 'line 2\uFFFD\n' },
+        { seq: 2, stream: 'out', time: at(3), data: 'line 2\0\n' },
       ]);
       expect(step.rows[0]!.output_bytes).toBe(Buffer.byteLength(text!));
       const finished = await s.readStepOutput(taskId, 2);
       expect(finished.done).toBe(true);
-      expect(finished.chunks.map((c) => c.data).join('')).toBe('line 1\nwarn\nline 2\uFFFD\n');
+      expect(finished.chunks.map((c) => c.data).join('')).toBe('line 1\nwarn\nline 2\0\n');
       expect((await s.readStepOutput(taskId, 2, 1)).chunks.map((c) => c.seq)).toEqual([2]);
       // late duplicate output after the end is ignored
       await s.stepOutput(taskId, 2, {
@@ -372,6 +373,95 @@ for (const kind of databaseKinds()) {
       await unfollow();
       // output for a step never started is refused
       await expect(s.stepOutput(taskId, 7, { leaseId, chunks: [] })).rejects.toMatchObject({ status: 400 });
+    });
+
+    it('keeps large output as segment objects, reads it back a page at a time, and compacts small output', async () => {
+      const s = make(
+        { leaseMs: 5_000 },
+        { inlineSegmentMaxBytes: 200, compactMaxBytes: 2_000, readMaxBytes: 500 },
+      );
+      const { taskIds } = await enqueueJob(db, s.enqueue);
+      const taskId = taskIds[0]!;
+      const { leaseId } = (await s.claim(machineAgent, claimReq(['machine:*']), never))!;
+      const time = new Date().toISOString();
+      const store = t!.res.store;
+      const listKeys = async (prefix: string) => {
+        const keys: string[] = [];
+        for await (const o of store.list(prefix)) keys.push(o.key);
+        return keys;
+      };
+      const readAll = async (index: number) => {
+        let after = -1;
+        let text = '';
+        let pages = 0;
+        for (;;) {
+          const page = await s.readStepOutput(taskId, index, after);
+          pages++;
+          text += page.chunks.map((c) => c.data).join('');
+          after = page.chunks[page.chunks.length - 1]?.seq ?? after;
+          if (!page.more) return { text, pages, done: page.done };
+        }
+      };
+
+      // step 2: 12 requests, big ones (objects) and small ones (inline), 3 KB in all
+      await s.stepStart(taskId, 2, { leaseId, name: 'loud', type: 'run', startedAt: time });
+      let seq = 0;
+      let expected = '';
+      for (let r = 0; r < 12; r++) {
+        const line = (r % 3 === 0 ? 'small ' : 'x'.repeat(250)) + `${r}\n`;
+        expected += line;
+        await s.stepOutput(taskId, 2, { leaseId, chunks: [{ seq: seq++, stream: 'out', time, data: line }] });
+      }
+      const inline = await db.query('SELECT 1 FROM output_segments WHERE task_id = $1 AND data IS NOT NULL', [
+        taskId,
+      ]);
+      expect(inline.rowCount).toBe(4);
+      expect((await listKeys(`output/${taskId}/2/`)).length).toBe(8);
+      const live = await readAll(2);
+      expect(live).toMatchObject({ text: expected, done: false });
+      expect(live.pages).toBeGreaterThan(2);
+
+      await s.stepEnd(taskId, 2, { leaseId, status: 'success', exitCode: 0, stoppedAt: time });
+      const step = await db.query<{ output_key: string | null; output_bytes: string }>(
+        'SELECT output_key, output_bytes FROM steps WHERE task_id = $1 AND step_index = 2',
+        [taskId],
+      );
+      expect(step.rows[0]!.output_key).toBeNull();
+      const segments = await db.query<{ data: string | null; object_key: string }>(
+        'SELECT data, object_key FROM output_segments WHERE task_id = $1 AND step_index = 2 ORDER BY first_seq',
+        [taskId],
+      );
+      // the inline segments were written out (each alone: objects sit between them)
+      expect(segments.rows.every((r) => r.data === null)).toBe(true);
+      expect(segments.rows.length).toBe(12);
+      expect((await listKeys(`output/${taskId}/2/`)).sort()).toEqual(
+        segments.rows.map((r) => r.object_key).sort(),
+      );
+      const finished = await readAll(2);
+      expect(finished).toMatchObject({ text: expected, done: true });
+
+      // step 3: a few small requests become one object, and the segments go
+      await s.stepStart(taskId, 3, { leaseId, name: 'quiet', type: 'run', startedAt: time });
+      for (let r = 0; r < 3; r++)
+        await s.stepOutput(taskId, 3, {
+          leaseId,
+          chunks: [{ seq: r, stream: 'err', time, data: `q${r}\n` }],
+        });
+      await s.stepOutput(taskId, 3, {
+        leaseId,
+        chunks: [{ seq: 3, stream: 'out', time, data: 'y'.repeat(300) + '\n' }],
+      });
+      await s.stepEnd(taskId, 3, { leaseId, status: 'success', exitCode: 0, stoppedAt: time });
+      const quiet = await db.query<{ output_key: string }>(
+        'SELECT output_key FROM steps WHERE task_id = $1 AND step_index = 3',
+        [taskId],
+      );
+      expect(await listKeys(`output/${taskId}/3/`)).toEqual([quiet.rows[0]!.output_key]);
+      expect(
+        (await db.query('SELECT 1 FROM output_segments WHERE task_id = $1 AND step_index = 3', [taskId]))
+          .rowCount,
+      ).toBe(0);
+      expect(await readAll(3)).toMatchObject({ text: 'q0\nq1\nq2\n' + 'y'.repeat(300) + '\n', done: true });
     });
 
     it('stores a step reported in one request, readable by followers, and ignores a retried report', async () => {
@@ -409,23 +499,26 @@ for (const kind of databaseKinds()) {
       expect(step.rows[0]).toMatchObject({
         status: 'failed',
         exit_code: 4,
-        output_key: stepOutputKey(taskId, 1),
       });
-      const text = await readObjectText(t!.res.store, stepOutputKey(taskId, 1));
+      const text = await readObjectText(t!.res.store, step.rows[0]!.output_key);
+      // the retried report wrote its object again and removed it: only the step's own is left
+      const objects: string[] = [];
+      for await (const o of t!.res.store.list(`output/${taskId}/1/`)) objects.push(o.key);
+      expect(objects).toEqual([step.rows[0]!.output_key]);
       expect(step.rows[0]!.output_bytes).toBe(Buffer.byteLength(text!));
-      expect((await db.query('SELECT 1 FROM output_chunks WHERE task_id = $1', [taskId])).rowCount).toBe(0);
+      expect((await db.query('SELECT 1 FROM output_segments WHERE task_id = $1', [taskId])).rowCount).toBe(0);
       const out = await s.readStepOutput(taskId, 1);
       expect(out.done).toBe(true);
       expect(out.chunks).toEqual([
         { seq: 0, stream: 'out', time: at(1), data: 'a\n' },
-        { seq: 1, stream: 'err', time: at(2), data: 'b\uFFFD\n' },
+        { seq: 1, stream: 'err', time: at(2), data: 'b\0\n' },
       ]);
       expect((await s.readStepOutput(taskId, 1, 0)).chunks.map((c) => c.seq)).toEqual([1]);
       await waitFor(() => changes.length >= 1, 2_000);
       await unfollow();
       // a step with no output is stored without an object
       await s.stepReport(taskId, 0, { ...report, chunks: [], status: 'success', exitCode: 0 });
-      expect(await s.readStepOutput(taskId, 0)).toEqual({ chunks: [], done: true });
+      expect(await s.readStepOutput(taskId, 0)).toEqual({ chunks: [], done: true, more: false });
     });
 
     it('calls onJobFinished once, with the aggregate outcome, when the last of 3 tasks completes', async () => {
@@ -538,7 +631,15 @@ for (const kind of databaseKinds()) {
       );
       expect(stored.rows[0]!.token_hash).not.toContain(token.slice(12));
       await db.query('UPDATE agent_tokens SET revoked_at = now() WHERE id = $1', [id]);
-      expect(await s.authenticateAgent(token)).toBeNull();
+      // a token found valid is believed for AGENT_TOKEN_CACHE_MS, then asked about again
+      expect(await s.authenticateAgent(token)).not.toBeNull();
+      vi.useFakeTimers({ toFake: ['Date'] });
+      try {
+        vi.setSystemTime(Date.now() + AGENT_TOKEN_CACHE_MS + 1);
+        expect(await s.authenticateAgent(token)).toBeNull();
+      } finally {
+        vi.useRealTimers();
+      }
       await expect(s.createAgentToken('ma*chine', 'x')).rejects.toMatchObject({ status: 400 });
     });
   });

@@ -1,24 +1,36 @@
-// Steps and their output: rows in `steps`, output of running steps in `output_chunks` (idempotent by
-// seq), moved into the object store as `output/<taskId>/<index>.jsonl` when the step ends.
+// Steps and their output: rows in `steps`; output of running steps in `output_segments` (one per agent
+// request, idempotent by first seq): small segments inline, large ones as objects, so fast output never
+// goes through the database. When the step ends its output becomes one object (`steps.output_key`) or,
+// when large, stays a list of segment objects.
+import { randomUUID } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { CHANNELS, readObjectText, type Queryable } from '../storage/index.js';
+import { CHANNELS, type ObjectStore, type Queryable } from '../storage/index.js';
+import { decodeRecords, scanRecords } from './output-format.js';
 import { TorusError } from '../ops/index.js';
 import type {
   OutputChunk,
+  OutputFramesRequest,
   OutputRequest,
   StepEndRequest,
   StepReportRequest,
   StepStartRequest,
   StepStatus,
 } from './protocol.js';
-import { holdLease, notFound, readTask, type SchedulerContext } from './context.js';
+import {
+  holdLease,
+  leaseLost,
+  leaseProblem,
+  notFound,
+  readTask,
+  type SchedulerContext,
+  type TaskRow,
+} from './context.js';
 
-/** The object-store key of a finished step's output. */
+/** A new object-store key for (part of) a step's output; random, so a retried or stale request never overwrites. */
 export function stepOutputKey(taskId: string, index: number): string {
-  return `output/${taskId}/${index}.jsonl`;
+  return `output/${taskId}/${index}/${randomUUID()}.jsonl`;
 }
 
-const CHUNK_PAGE = 500;
 const MOVE_ATTEMPTS = 5;
 
 function parseTime(what: string, iso: string): Date {
@@ -63,10 +75,43 @@ export async function startStep(
   });
 }
 
+/** the chunks of a request: times checked, in seq order, duplicates dropped */
+function normalizeChunks(chunks: readonly OutputChunk[]): OutputChunk[] {
+  return chunks
+    .map((c) => ({
+      seq: c.seq,
+      stream: c.stream,
+      time: parseTime(`chunk ${c.seq} time`, c.time).toISOString(),
+      // kept as printed: JSON escapes a NUL, so even the inline (text) form can hold it
+      data: c.data,
+    }))
+    .sort((a, b) => a.seq - b.seq)
+    .filter((c, i, all) => i === 0 || all[i - 1]?.seq !== c.seq);
+}
+
+function jsonLines(chunks: readonly OutputChunk[]): string {
+  let out = '';
+  for (const c of chunks) out += JSON.stringify(c) + '\n';
+  return out;
+}
+
+async function readObjectBuffer(store: ObjectStore, key: string): Promise<Buffer | null> {
+  const body = await store.get(key);
+  if (!body) return null;
+  const parts: Buffer[] = [];
+  for await (const b of body) parts.push(b as Buffer);
+  return Buffer.concat(parts);
+}
+
+async function deleteQuietly(store: ObjectStore, key: string): Promise<void> {
+  // an object nothing refers to is only wasted space; the request's own outcome matters more
+  await store.delete(key).catch(() => undefined);
+}
+
 /**
  * A step that started and ended before the agent sent anything of it: its output goes straight to
- * the object store (no output_chunks rows), then one transaction stores the ended step. A retried
- * report rewrites the same object and finds the row there: nothing more happens.
+ * the object store, then one transaction stores the ended step. A retried report finds the row
+ * there and removes the object it wrote again.
  */
 export async function reportStep(
   ctx: SchedulerContext,
@@ -77,116 +122,208 @@ export async function reportStep(
   const { db, store, clock } = ctx.res;
   const startedAt = parseTime('startedAt', req.startedAt);
   const stoppedAt = parseTime('stoppedAt', req.stoppedAt);
-  const chunks = req.chunks
-    .map((c) => ({
-      seq: c.seq,
-      stream: c.stream,
-      time: parseTime(`chunk ${c.seq} time`, c.time).toISOString(),
-      data: c.data.replace(/\0/g, '\uFFFD'),
-    }))
-    .sort((a, b) => a.seq - b.seq)
-    .filter((c, i, all) => i === 0 || all[i - 1]?.seq !== c.seq);
-  const key = stepOutputKey(taskId, index);
-  let size = 0;
-  if (chunks.length > 0) {
-    const text = chunks.map((c) => JSON.stringify(c) + '\n').join('');
-    size = (await store.put(key, Readable.from([text]))).size;
+  const text = jsonLines(normalizeChunks(req.chunks));
+  const key = text ? stepOutputKey(taskId, index) : null;
+  const size = key ? (await store.put(key, text)).size : 0;
+  let inserted: boolean;
+  try {
+    inserted = await db.transaction(async (tx) => {
+      await holdLease(tx, taskId, req.leaseId, clock.now());
+      const r = await tx.query<{ n: number }>(
+        `WITH ins AS (
+           INSERT INTO steps (task_id, step_index, name, type, status, background, started_at,
+                              exit_code, stopped_at, output_key, output_bytes)
+           VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (task_id, step_index) DO NOTHING
+           RETURNING 1)
+         SELECT (SELECT count(*) FROM ins)::int AS n, pg_notify($12, $13)`,
+        [
+          taskId,
+          index,
+          req.name,
+          req.type,
+          req.status,
+          req.background ?? false,
+          startedAt,
+          req.exitCode,
+          stoppedAt,
+          key,
+          size,
+          CHANNELS.stepOutput,
+          `${taskId}:${index}`,
+        ],
+      );
+      return (r.rows[0]?.n ?? 0) > 0;
+    });
+  } catch (err) {
+    if (key) await deleteQuietly(store, key);
+    throw err;
   }
-  await db.transaction(async (tx) => {
-    await holdLease(tx, taskId, req.leaseId, clock.now());
-    await tx.query(
-      `WITH ins AS (
-         INSERT INTO steps (task_id, step_index, name, type, status, background, started_at,
-                            exit_code, stopped_at, output_key, output_bytes)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (task_id, step_index) DO NOTHING
-         RETURNING 1)
-       SELECT pg_notify($12, $13)`,
-      [
-        taskId,
-        index,
-        req.name,
-        req.type,
-        req.status,
-        req.background ?? false,
-        startedAt,
-        req.exitCode,
-        stoppedAt,
-        chunks.length > 0 ? key : null,
-        size,
-        CHANNELS.stepOutput,
-        `${taskId}:${index}`,
-      ],
-    );
-  });
+  if (!inserted && key) await deleteQuietly(store, key);
 }
 
+/**
+ * Output of a running step, one segment per request: inline when small, else written to the object
+ * store first (after a lease check, so an agent without the lease cannot fill the store). Records
+ * at or before the last stored seq were stored already (a retried request) and are dropped. Two
+ * statements per request, none holding a transaction open while the object is written: a step
+ * printing fast sends a request every few milliseconds.
+ */
 export async function appendStepOutput(
   ctx: SchedulerContext,
   taskId: string,
   index: number,
-  req: OutputRequest,
+  req: OutputRequest | OutputFramesRequest,
 ): Promise<void> {
-  // Postgres text cannot hold NUL; a job printing one gets U+FFFD, as a terminal would show garbage.
-  const chunks = req.chunks.map((c) => ({
-    seq: c.seq,
-    stream: c.stream,
-    time: parseTime(`chunk ${c.seq} time`, c.time).toISOString(),
-    data: c.data.replace(/\0/g, '\uFFFD'),
-  }));
-  await ctx.res.db.transaction(async (tx) => {
-    await holdLease(tx, taskId, req.leaseId, ctx.res.clock.now());
-    const { rows } = await tx.query<{ status: string }>(
-      'SELECT status FROM steps WHERE task_id = $1 AND step_index = $2 FOR SHARE',
-      [taskId, index],
+  const { db, store, clock } = ctx.res;
+  const before = await outputState(db, taskId, index);
+  checkAppend(taskId, index, before, req.leaseId, clock.now());
+  if (before.step_status !== 'running') return; // a retried request for a step that has ended
+  const body = 'records' in req ? req.records : Buffer.from(jsonLines(normalizeChunks(req.chunks)));
+  const spans = scanRecords(body);
+  let fresh = spans.filter((r) => r.seq > before.max_seq);
+  const inOrder = fresh.every((r, i) => i === 0 || fresh[i - 1]!.seq < r.seq);
+  if (!inOrder)
+    fresh = fresh.sort((x, y) => x.seq - y.seq).filter((r, i, all) => i === 0 || all[i - 1]!.seq !== r.seq);
+  const first = fresh[0];
+  const last = fresh[fresh.length - 1];
+  if (!first || !last) return;
+  // the common case (nothing seen before, in order) stores the body exactly as it came
+  const data =
+    inOrder && fresh.length === spans.length
+      ? body
+      : Buffer.concat(fresh.map((r) => body.subarray(r.start, r.end)));
+  let key: string | null = null;
+  if (data.length > ctx.output.inlineSegmentMaxBytes) {
+    key = stepOutputKey(taskId, index);
+    await store.put(key, data);
+  }
+  let after: OutputState & { inserted: boolean };
+  try {
+    // one statement: the lease, the step and the last seq checked again (row locks held to its end)
+    // and the segment inserted only if all still hold
+    const { rows } = await db.query<OutputState & { inserted: boolean }>(
+      `WITH task AS (SELECT status, lease_id, lease_expires_at FROM tasks WHERE id = $1 FOR SHARE),
+            step AS (SELECT status FROM steps WHERE task_id = $1 AND step_index = $2 FOR UPDATE),
+            prev AS (SELECT coalesce(max(last_seq), -1) AS max_seq FROM output_segments
+                     WHERE task_id = $1 AND step_index = $2),
+            ins AS (
+              INSERT INTO output_segments (task_id, step_index, first_seq, last_seq, bytes, data, object_key)
+              SELECT $1, $2, $3, $4, $5, $6, $7 FROM task, step, prev
+              WHERE task.status = 'running' AND task.lease_id = $8 AND task.lease_expires_at > $9
+                AND step.status = 'running' AND prev.max_seq = $10
+              RETURNING 1)
+       SELECT task.status, task.lease_id, task.lease_expires_at, step.status AS step_status, prev.max_seq,
+              (SELECT count(*) FROM ins) > 0 AS inserted,
+              CASE WHEN (SELECT count(*) FROM ins) > 0 THEN pg_notify($11, $12) END AS notified
+       FROM prev LEFT JOIN task ON true LEFT JOIN step ON true`,
+      [
+        taskId,
+        index,
+        first.seq,
+        last.seq,
+        data.length,
+        key ? null : data,
+        key,
+        req.leaseId,
+        clock.now(),
+        before.max_seq,
+        CHANNELS.stepOutput,
+        `${taskId}:${index}`,
+      ],
     );
-    const step = rows[0];
-    if (!step)
-      throw new TorusError(
-        'TORUS_E_BAD_REQUEST',
-        `step ${index} of task ${taskId} has not started: send steps/${index}/start first`,
-      );
-    // A retried request for a step that has ended: its chunks were stored and moved already.
-    if (step.status !== 'running' || chunks.length === 0) return;
-    await tx.query(
-      `INSERT INTO output_chunks (task_id, step_index, seq, stream, ts, data)
-       SELECT $1, $2, c.seq, c.stream, c.time, c.data
-       FROM jsonb_to_recordset($3::jsonb) AS c(seq integer, stream text, time timestamptz, data text)
-       ON CONFLICT DO NOTHING`,
-      [taskId, index, JSON.stringify(chunks)],
+    after = rows[0]!;
+    if (!after.inserted) {
+      checkAppend(taskId, index, after, req.leaseId, clock.now());
+      // another request for this step got in between (the agent sends one at a time): it retries
+      if (after.step_status === 'running')
+        throw new TorusError(
+          'TORUS_E_UNAVAILABLE',
+          `output of step ${index} arrived twice at once: send it again`,
+        );
+    }
+  } catch (err) {
+    if (key) await deleteQuietly(store, key);
+    throw err;
+  }
+  if (!after.inserted && key) await deleteQuietly(store, key);
+}
+
+interface OutputState {
+  status: string | null;
+  lease_id: string | null;
+  lease_expires_at: Date | null;
+  step_status: string | null;
+  max_seq: number;
+}
+
+/** the task's lease, the step's status and the last stored seq, in one read */
+async function outputState(q: Queryable, taskId: string, index: number): Promise<OutputState> {
+  const { rows } = await q.query<OutputState>(
+    `SELECT t.status, t.lease_id, t.lease_expires_at,
+       (SELECT s.status FROM steps s WHERE s.task_id = t.id AND s.step_index = $2) AS step_status,
+       (SELECT coalesce(max(o.last_seq), -1) FROM output_segments o
+        WHERE o.task_id = t.id AND o.step_index = $2) AS max_seq
+     FROM tasks t WHERE t.id = $1`,
+    [taskId, index],
+  );
+  const row = rows[0];
+  return row ?? { status: null, lease_id: null, lease_expires_at: null, step_status: null, max_seq: -1 };
+}
+
+/** 404 for no task, 409 for a lease that is not this agent's, 400 for a step not started */
+function checkAppend(taskId: string, index: number, st: OutputState, leaseId: string, now: Date): void {
+  if (st.status === null) throw notFound(taskId);
+  const problem = leaseProblem(
+    { status: st.status, lease_id: st.lease_id, lease_expires_at: st.lease_expires_at } as TaskRow,
+    leaseId,
+    now,
+  );
+  if (problem) throw leaseLost(taskId, problem);
+  if (st.step_status === null)
+    throw new TorusError(
+      'TORUS_E_BAD_REQUEST',
+      `step ${index} of task ${taskId} has not started: send steps/${index}/start first`,
     );
-    await notifyStep(tx, taskId, index);
-  });
 }
 
-interface ChunkRow {
-  seq: number;
-  stream: 'out' | 'err';
-  ts: Date;
-  data: string;
+interface SegmentRow {
+  first_seq: number;
+  last_seq: number;
+  bytes: number | string;
+  /** bytea: a Buffer from pg, a Uint8Array from PGlite */
+  data: Uint8Array | null;
+  object_key: string | null;
 }
 
-function toChunk(r: ChunkRow): OutputChunk {
-  return { seq: r.seq, stream: r.stream, time: r.ts.toISOString(), data: r.data };
+function asBuffer(u: Uint8Array): Buffer {
+  return Buffer.isBuffer(u) ? u : Buffer.from(u.buffer, u.byteOffset, u.byteLength);
 }
 
-async function* chunkLines(
+/** the JSON lines of segments in order, streamed (objects are read one at a time) */
+async function* segmentBytes(store: ObjectStore, segments: readonly SegmentRow[]): AsyncGenerator<Buffer> {
+  for (const s of segments) {
+    if (s.data !== null) {
+      yield asBuffer(s.data);
+      continue;
+    }
+    const body = await store.get(s.object_key!);
+    if (!body) throw new Error(`a segment of step output is missing from the object store (${s.object_key})`);
+    for await (const b of body) yield b as Buffer;
+  }
+}
+
+async function readSegments(
   q: Queryable,
   taskId: string,
   index: number,
-  maxSeq: number,
-): AsyncGenerator<string> {
-  let after = -1;
-  for (;;) {
-    const { rows } = await q.query<ChunkRow>(
-      `SELECT seq, stream, ts, data FROM output_chunks
-       WHERE task_id = $1 AND step_index = $2 AND seq > $3 AND seq <= $4 ORDER BY seq LIMIT ${CHUNK_PAGE}`,
-      [taskId, index, after, maxSeq],
-    );
-    for (const r of rows) yield JSON.stringify(toChunk(r)) + '\n';
-    const last = rows[rows.length - 1];
-    if (!last || rows.length < CHUNK_PAGE) return;
-    after = last.seq;
-  }
+  afterSeq = -1,
+): Promise<SegmentRow[]> {
+  const { rows } = await q.query<SegmentRow>(
+    `SELECT first_seq, last_seq, bytes, data, object_key FROM output_segments
+     WHERE task_id = $1 AND step_index = $2 AND last_seq > $3 ORDER BY first_seq`,
+    [taskId, index, afterSeq],
+  );
+  return rows;
 }
 
 export interface StepEnd {
@@ -195,11 +332,70 @@ export interface StepEnd {
   stoppedAt: Date;
 }
 
+/** what a step's output becomes when it ends, and the objects written for it */
+interface OutputPlan {
+  outputKey: string | null;
+  outputBytes: number;
+  /** large output: the segments that stay (all objects) */
+  keep: Array<{ first_seq: number; last_seq: number; bytes: number; object_key: string }> | null;
+  written: string[];
+}
+
 /**
- * Ends a running step: writes its chunks to the object store first, then in one transaction marks
- * the step ended and deletes the chunks. A crash between the two leaves the chunks (and an object
- * the next attempt overwrites), never a step with lost output. If chunks arrived while the object
- * was being written, it is written again. `leaseId` null: the server ends it (task finished or failed).
+ * Small output (or many small segments) becomes one object; large output keeps its segment objects
+ * and only its inline segments are written out, a run of consecutive ones per object.
+ */
+async function planOutput(
+  { res: { store }, output }: SchedulerContext,
+  taskId: string,
+  index: number,
+  segments: readonly SegmentRow[],
+): Promise<OutputPlan> {
+  const total = segments.reduce((n, s) => n + Number(s.bytes), 0);
+  const only = segments.length === 1 ? segments[0] : undefined;
+  if (segments.length === 0) return { outputKey: null, outputBytes: 0, keep: null, written: [] };
+  if (only?.object_key) return { outputKey: only.object_key, outputBytes: total, keep: null, written: [] };
+  if (total <= output.compactMaxBytes) {
+    const key = stepOutputKey(taskId, index);
+    const { size } = await store.put(key, Readable.from(segmentBytes(store, segments)));
+    return { outputKey: key, outputBytes: size, keep: null, written: [key] };
+  }
+  const keep: NonNullable<OutputPlan['keep']> = [];
+  const written: string[] = [];
+  let run: SegmentRow[] = [];
+  const writeRun = async () => {
+    const first = run[0];
+    const last = run[run.length - 1];
+    if (!first || !last) return;
+    const key = stepOutputKey(taskId, index);
+    written.push(key);
+    const { size } = await store.put(key, Buffer.concat(run.map((s) => asBuffer(s.data!))));
+    keep.push({ first_seq: first.first_seq, last_seq: last.last_seq, bytes: size, object_key: key });
+    run = [];
+  };
+  for (const s of segments) {
+    if (s.data !== null) {
+      run.push(s);
+      continue;
+    }
+    await writeRun();
+    keep.push({
+      first_seq: s.first_seq,
+      last_seq: s.last_seq,
+      bytes: Number(s.bytes),
+      object_key: s.object_key!,
+    });
+  }
+  await writeRun();
+  return { outputKey: null, outputBytes: total, keep, written };
+}
+
+/**
+ * Ends a running step: writes what its output becomes to the object store first, then in one
+ * transaction marks the step ended and replaces its segments. A crash between the two leaves the
+ * segments (and an object nothing refers to), never a step with lost output. If output arrived
+ * while the objects were being written, it starts again. `leaseId` null: the server ends it (task
+ * finished or failed).
  */
 export async function endStep(
   ctx: SchedulerContext,
@@ -209,42 +405,60 @@ export async function endStep(
   leaseId: string | null,
 ): Promise<void> {
   const { db, store, clock } = ctx.res;
-  const key = stepOutputKey(taskId, index);
   for (let i = 0; i < MOVE_ATTEMPTS; i++) {
-    const snap = await db.query<{ n: number; max: number }>(
-      'SELECT count(*)::int AS n, coalesce(max(seq), -1) AS max FROM output_chunks WHERE task_id = $1 AND step_index = $2',
-      [taskId, index],
-    );
-    const { n, max } = snap.rows[0] ?? { n: 0, max: -1 };
-    const size = n > 0 ? (await store.put(key, Readable.from(chunkLines(db, taskId, index, max)))).size : 0;
-    const done = await db.transaction(async (tx) => {
-      if (leaseId !== null) await holdLease(tx, taskId, leaseId, clock.now());
-      const { rows } = await tx.query<{ status: string }>(
-        'SELECT status FROM steps WHERE task_id = $1 AND step_index = $2 FOR UPDATE',
-        [taskId, index],
-      );
-      const step = rows[0];
-      if (!step)
-        throw new TorusError(
-          'TORUS_E_BAD_REQUEST',
-          `step ${index} of task ${taskId} has not started: send steps/${index}/start first`,
+    const segments = await readSegments(db, taskId, index);
+    const plan = await planOutput(ctx, taskId, index, segments);
+    let outcome: 'stored' | 'ended already' | 'more output';
+    try {
+      outcome = await db.transaction(async (tx) => {
+        if (leaseId !== null) await holdLease(tx, taskId, leaseId, clock.now());
+        const { rows } = await tx.query<{ status: string }>(
+          'SELECT status FROM steps WHERE task_id = $1 AND step_index = $2 FOR UPDATE',
+          [taskId, index],
         );
-      if (step.status !== 'running') return true; // ended already: a retried request
-      const now = await tx.query<{ n: number; max: number }>(
-        'SELECT count(*)::int AS n, coalesce(max(seq), -1) AS max FROM output_chunks WHERE task_id = $1 AND step_index = $2',
-        [taskId, index],
-      );
-      if (now.rows[0]?.n !== n || now.rows[0]?.max !== max) return false; // more output arrived: write again
-      await tx.query(
-        `UPDATE steps SET status = $3, exit_code = $4, stopped_at = $5, output_key = $6, output_bytes = $7
-         WHERE task_id = $1 AND step_index = $2`,
-        [taskId, index, end.status, end.exitCode, end.stoppedAt, n > 0 ? key : null, size],
-      );
-      await tx.query('DELETE FROM output_chunks WHERE task_id = $1 AND step_index = $2', [taskId, index]);
-      await notifyStep(tx, taskId, index);
-      return true;
-    });
-    if (done) return;
+        const step = rows[0];
+        if (!step)
+          throw new TorusError(
+            'TORUS_E_BAD_REQUEST',
+            `step ${index} of task ${taskId} has not started: send steps/${index}/start first`,
+          );
+        if (step.status !== 'running') return 'ended already'; // a retried request
+        const now = await tx.query<{ n: number; max: number }>(
+          `SELECT count(*)::int AS n, coalesce(max(last_seq), -1) AS max FROM output_segments
+           WHERE task_id = $1 AND step_index = $2`,
+          [taskId, index],
+        );
+        const lastSeq = segments[segments.length - 1]?.last_seq ?? -1;
+        if (now.rows[0]?.n !== segments.length || now.rows[0]?.max !== lastSeq) return 'more output';
+        await tx.query(
+          `UPDATE steps SET status = $3, exit_code = $4, stopped_at = $5, output_key = $6, output_bytes = $7
+           WHERE task_id = $1 AND step_index = $2`,
+          [taskId, index, end.status, end.exitCode, end.stoppedAt, plan.outputKey, plan.outputBytes],
+        );
+        await tx.query('DELETE FROM output_segments WHERE task_id = $1 AND step_index = $2', [taskId, index]);
+        if (plan.keep)
+          await tx.query(
+            `INSERT INTO output_segments (task_id, step_index, first_seq, last_seq, bytes, data, object_key)
+             SELECT $1, $2, s.first_seq, s.last_seq, s.bytes, NULL, s.object_key
+             FROM jsonb_to_recordset($3::jsonb) AS s(first_seq integer, last_seq integer, bytes bigint, object_key text)`,
+            [taskId, index, JSON.stringify(plan.keep)],
+          );
+        await notifyStep(tx, taskId, index);
+        return 'stored';
+      });
+    } catch (err) {
+      for (const k of plan.written) await deleteQuietly(store, k);
+      throw err;
+    }
+    if (outcome === 'stored') {
+      // segment objects folded into a new object are no longer referred to
+      const kept = new Set([plan.outputKey, ...(plan.keep ?? []).map((k) => k.object_key)]);
+      for (const s of segments)
+        if (s.object_key && !kept.has(s.object_key)) await deleteQuietly(store, s.object_key);
+      return;
+    }
+    for (const k of plan.written) await deleteQuietly(store, k);
+    if (outcome === 'ended already') return;
   }
   throw new Error(`step ${index} of task ${taskId}: output kept arriving while it was being stored`);
 }
@@ -280,13 +494,44 @@ export async function endRunningSteps(
   }
 }
 
+export interface StepOutputPage {
+  chunks: OutputChunk[];
+  /** the step has ended and nothing after these chunks is left */
+  done: boolean;
+  /** more output is stored already: read again after the last chunk */
+  more: boolean;
+}
+
+/**
+ * Output of a step after `afterSeq`, at most about `readMaxBytes` per call (`more` says when
+ * there is more): a running step's from its segments, an ended one's from its object or segments.
+ */
 export async function readStepOutput(
   ctx: SchedulerContext,
   taskId: string,
   index: number,
   afterSeq = -1,
-): Promise<{ chunks: OutputChunk[]; done: boolean }> {
+): Promise<StepOutputPage> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await readStepOutputOnce(ctx, taskId, index, afterSeq);
+    } catch (err) {
+      // the step ended while it was being read and its segments were folded into one object
+      if (!(err instanceof SegmentGone) || attempt >= 2) throw err;
+    }
+  }
+}
+
+class SegmentGone extends Error {}
+
+async function readStepOutputOnce(
+  ctx: SchedulerContext,
+  taskId: string,
+  index: number,
+  afterSeq: number,
+): Promise<StepOutputPage> {
   const { db, store } = ctx.res;
+  const max = ctx.output.readMaxBytes;
   const { rows } = await db.query<{ status: string; output_key: string | null }>(
     'SELECT status, output_key FROM steps WHERE task_id = $1 AND step_index = $2',
     [taskId, index],
@@ -296,26 +541,40 @@ export async function readStepOutput(
     const task = await readTask(db, taskId);
     if (!task) throw notFound(taskId);
     // Not started (yet): done only if the task is over and will never start it.
-    return { chunks: [], done: task.status !== 'queued' && task.status !== 'running' };
+    return { chunks: [], done: task.status !== 'queued' && task.status !== 'running', more: false };
   }
-  if (step.status === 'running') {
-    const live = await db.query<ChunkRow>(
-      'SELECT seq, stream, ts, data FROM output_chunks WHERE task_id = $1 AND step_index = $2 AND seq > $3 ORDER BY seq',
-      [taskId, index, afterSeq],
-    );
-    return { chunks: live.rows.map(toChunk), done: false };
-  }
-  if (!step.output_key) return { chunks: [], done: true };
-  const text = await readObjectText(store, step.output_key);
-  if (text === null)
-    throw new Error(
-      `output of step ${index} of task ${taskId} is missing from the object store (${step.output_key})`,
-    );
+  const running = step.status === 'running';
+  const segments: Array<Pick<SegmentRow, 'data' | 'object_key'>> = step.output_key
+    ? [{ data: null, object_key: step.output_key }]
+    : await readSegments(db, taskId, index, afterSeq);
   const chunks: OutputChunk[] = [];
-  for (const line of text.split('\n')) {
-    if (!line) continue;
-    const c = JSON.parse(line) as OutputChunk;
-    if (c.seq > afterSeq) chunks.push(c);
+  let bytes = 0;
+  let more = false;
+  for (const s of segments) {
+    if (bytes >= max) {
+      more = true;
+      break;
+    }
+    let buf = s.data === null ? null : asBuffer(s.data);
+    if (buf === null) {
+      buf = await readObjectBuffer(store, s.object_key!);
+      if (buf === null) {
+        if (running) throw new SegmentGone();
+        throw new Error(
+          `output of step ${index} of task ${taskId} is missing from the object store (${s.object_key})`,
+        );
+      }
+    }
+    for (const c of decodeRecords(buf)) {
+      if (bytes >= max) {
+        more = true;
+        break;
+      }
+      if (c.seq <= afterSeq) continue;
+      chunks.push(c);
+      bytes += c.data.length;
+    }
+    if (more) break;
   }
-  return { chunks, done: true };
+  return { chunks, done: !running && !more, more };
 }

@@ -147,6 +147,6 @@ export async function enqueueJob(
 /** Empties the scheduler's tables and their parents between tests sharing one database. */
 export async function truncateAll(db: Database): Promise<void> {
   await db.query(
-    'TRUNCATE job_task_starts, output_chunks, steps, tasks, agents, agent_tokens, jobs, workflows, pipelines, projects, organizations CASCADE',
+    'TRUNCATE job_task_starts, output_segments, steps, tasks, agents, agent_tokens, jobs, workflows, pipelines, projects, organizations CASCADE',
   );
 }

@@ -25,15 +25,40 @@ export async function createAgentToken(
   return { id, token };
 }
 
+/**
+ * A token found valid is believed for this long without asking the database again: an agent
+ * streaming output sends many requests a second. (A token revoked in the database stops working
+ * within this time.)
+ */
+export const AGENT_TOKEN_CACHE_MS = 5_000;
+const AGENT_TOKEN_CACHE_MAX = 1_000;
+const tokenCaches = new WeakMap<
+  SchedulerContext,
+  Map<string, { agent: AuthenticatedAgent; until: number }>
+>();
+
 export async function authenticateAgent(
   ctx: SchedulerContext,
   token: string,
 ): Promise<AuthenticatedAgent | null> {
   if (!token.startsWith(AGENT_TOKEN_PREFIX)) return null;
+  const hash = hashToken(token);
+  let cache = tokenCaches.get(ctx);
+  if (!cache) tokenCaches.set(ctx, (cache = new Map()));
+  const now = Date.now();
+  const hit = cache.get(hash);
+  if (hit && hit.until > now) return hit.agent;
   const { rows } = await ctx.res.db.query<{ id: string; resource_class: string }>(
     'SELECT id, resource_class FROM agent_tokens WHERE token_hash = $1 AND revoked_at IS NULL',
-    [hashToken(token)],
+    [hash],
   );
   const row = rows[0];
-  return row ? { tokenId: row.id, resourceClass: row.resource_class } : null;
+  if (!row) {
+    cache.delete(hash);
+    return null;
+  }
+  const agent = { tokenId: row.id, resourceClass: row.resource_class };
+  if (cache.size >= AGENT_TOKEN_CACHE_MAX) cache.clear();
+  cache.set(hash, { agent, until: now + AGENT_TOKEN_CACHE_MS });
+  return agent;
 }

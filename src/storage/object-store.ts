@@ -1,7 +1,7 @@
 // The ObjectStore interface (streams in and out, so large logs and artifacts never sit in memory)
 // and its filesystem implementation. S3 comes later behind the same interface.
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readdir, rename, rm, stat } from 'node:fs/promises';
+import { mkdir, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join, relative, sep } from 'node:path';
 import { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -51,10 +51,10 @@ export class FsObjectStore implements ObjectStore {
     const target = this.path(key);
     await mkdir(dirname(target), { recursive: true });
     const tmp = `${target}.${randomUUID()}.partial`;
-    const source =
-      typeof body === 'string' || Buffer.isBuffer(body) ? Readable.from([Buffer.from(body)]) : body;
     try {
-      await pipeline(source, createWriteStream(tmp));
+      // a body in memory is written in one call; a stream is piped
+      if (typeof body === 'string' || Buffer.isBuffer(body)) await writeFile(tmp, body);
+      else await pipeline(body, createWriteStream(tmp));
       await rename(tmp, target);
     } catch (err) {
       await rm(tmp, { force: true });

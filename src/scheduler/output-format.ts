@@ -1,0 +1,124 @@
+// Step output as agents send it and the object store keeps it: a sequence of records, each starting
+// with a JSON header line. Two kinds, freely mixed:
+//   {"seq":0,"stream":"out","time":"…","data":"text"}\n          a chunk in one JSON line
+//   {"seq":1,"stream":"out","time":"…","bytes":6}\nline 1\n\n     a frame: the header, then that many
+//                                                               bytes of UTF-8 text as printed, then \n
+// Frames carry text without JSON escaping, so a step printing fast costs the agent one UTF-8 encode
+// and the server one scan of the headers; JSON lines are what small reports and older data use.
+import { TorusError } from '../ops/index.js';
+import type { OutputChunk } from './protocol.js';
+
+export const OUTPUT_FRAMES_CONTENT_TYPE = 'application/vnd.torus.output-frames';
+
+const NEWLINE = 0x0a;
+/** a header line longer than this is not a header */
+const MAX_HEADER_BYTES = 4096;
+const ISO_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z$/;
+
+export interface RecordSpan {
+  seq: number;
+  /** where the record starts and ends (after its final newline) in the buffer */
+  start: number;
+  end: number;
+}
+
+function bad(at: number, why: string): TorusError {
+  return new TorusError('TORUS_E_BAD_REQUEST', `output record at byte ${at}: ${why}`);
+}
+
+/** The frames of chunks (what an agent sends for a fast step). */
+export function encodeFrames(chunks: readonly OutputChunk[]): Buffer {
+  const parts: Buffer[] = [];
+  for (const c of chunks) {
+    const text = Buffer.from(c.data, 'utf8');
+    parts.push(
+      Buffer.from(JSON.stringify({ seq: c.seq, stream: c.stream, time: c.time, bytes: text.length }) + '\n'),
+      text,
+      Buffer.from('\n'),
+    );
+  }
+  return Buffer.concat(parts);
+}
+
+interface Header {
+  seq: number;
+  stream: 'out' | 'err';
+  time: string;
+  /** a frame's text length; absent for a JSON-line chunk */
+  bytes?: number;
+  data?: string;
+}
+
+function readHeader(buf: Buffer, at: number): { header: Header; next: number } {
+  let nl = buf.indexOf(NEWLINE, at);
+  if (nl < 0) nl = buf.length;
+  const isFrame = nl - at <= MAX_HEADER_BYTES;
+  let h: Partial<Record<keyof Header, unknown>>;
+  try {
+    h = JSON.parse(buf.toString('utf8', at, nl)) as typeof h;
+  } catch {
+    throw bad(at, 'not a JSON header line');
+  }
+  if (typeof h !== 'object' || h === null) throw bad(at, 'not an object');
+  if (!Number.isInteger(h.seq) || (h.seq as number) < 0 || (h.seq as number) > 2_147_483_647)
+    throw bad(at, 'seq must be an integer from 0');
+  if (h.stream !== 'out' && h.stream !== 'err') throw bad(at, 'stream must be "out" or "err"');
+  if (typeof h.time !== 'string' || !ISO_TIME.test(h.time)) throw bad(at, 'time must be an ISO UTC time');
+  if (typeof h.data === 'string') return { header: h as Header, next: nl + 1 };
+  if (!isFrame || !Number.isInteger(h.bytes) || (h.bytes as number) < 0)
+    throw bad(at, 'a record has either "data" (a string) or "bytes" (its text length)');
+  return { header: h as Header, next: nl + 1 };
+}
+
+/**
+ * Checks every record of a buffer and says where each is. Throws a TorusError (400) naming the
+ * first thing wrong: agents' requests are checked with it before anything is stored.
+ */
+export function scanRecords(buf: Buffer): RecordSpan[] {
+  const spans: RecordSpan[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (buf[at] === NEWLINE) {
+      at++;
+      continue;
+    }
+    const { header, next } = readHeader(buf, at);
+    let end = next;
+    if (header.bytes !== undefined) {
+      end = next + header.bytes;
+      if (end >= buf.length || buf[end] !== NEWLINE)
+        throw bad(at, `a frame of ${header.bytes} bytes must be followed by a newline`);
+      end++;
+    }
+    spans.push({ seq: header.seq, start: at, end });
+    at = end;
+  }
+  return spans;
+}
+
+/** The chunks of a buffer of records (stored output: checked when it was written). */
+export function decodeRecords(buf: Buffer): OutputChunk[] {
+  const out: OutputChunk[] = [];
+  let at = 0;
+  while (at < buf.length) {
+    if (buf[at] === NEWLINE) {
+      at++;
+      continue;
+    }
+    const { header, next } = readHeader(buf, at);
+    if (header.bytes === undefined) {
+      out.push({ seq: header.seq, stream: header.stream, time: header.time, data: header.data ?? '' });
+      at = next;
+    } else {
+      const end = next + header.bytes;
+      out.push({
+        seq: header.seq,
+        stream: header.stream,
+        time: header.time,
+        data: buf.toString('utf8', next, end),
+      });
+      at = end + 1;
+    }
+  }
+  return out;
+}
