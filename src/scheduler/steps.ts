@@ -204,8 +204,8 @@ export async function appendStepOutput(
     const { rows } = await db.query<OutputState & { inserted: boolean }>(
       `WITH task AS (SELECT status, lease_id, lease_expires_at FROM tasks WHERE id = $1 FOR SHARE),
             step AS (SELECT status FROM steps WHERE task_id = $1 AND step_index = $2 FOR UPDATE),
-            prev AS (SELECT coalesce(max(last_seq), -1) AS max_seq FROM output_segments
-                     WHERE task_id = $1 AND step_index = $2),
+            prev AS (SELECT coalesce((SELECT last_seq FROM output_segments
+                     WHERE task_id = $1 AND step_index = $2 ORDER BY first_seq DESC LIMIT 1), -1) AS max_seq),
             ins AS (
               INSERT INTO output_segments (task_id, step_index, first_seq, last_seq, bytes, data, object_key)
               SELECT $1, $2, $3, $4, $5, $6, $7 FROM task, step, prev
@@ -261,8 +261,9 @@ async function outputState(q: Queryable, taskId: string, index: number): Promise
   const { rows } = await q.query<OutputState>(
     `SELECT t.status, t.lease_id, t.lease_expires_at,
        (SELECT s.status FROM steps s WHERE s.task_id = t.id AND s.step_index = $2) AS step_status,
-       (SELECT coalesce(max(o.last_seq), -1) FROM output_segments o
-        WHERE o.task_id = t.id AND o.step_index = $2) AS max_seq
+       -- segments never overlap: the last one by first seq (the primary key's order) ends the highest
+       coalesce((SELECT o.last_seq FROM output_segments o WHERE o.task_id = t.id AND o.step_index = $2
+                 ORDER BY o.first_seq DESC LIMIT 1), -1) AS max_seq
      FROM tasks t WHERE t.id = $1`,
     [taskId, index],
   );
