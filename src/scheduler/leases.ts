@@ -90,6 +90,16 @@ async function expireLease(ctx: SchedulerContext, taskId: string, jobId: string)
         'DELETE FROM steps WHERE task_id = $1 RETURNING step_index, output_key',
         [taskId],
       );
+      // What the lost attempt stored for this parallel run goes with it, in this transaction, so the
+      // next attempt starts clean (its uploads cannot be mixed with or removed as the old ones).
+      // Caches stay: they are the project's, immutable, and valid whoever saved them.
+      const blobs = await tx.query<{ object_key: string }>(
+        `WITH a AS (DELETE FROM artifacts WHERE job_id = $1 AND node_index = $2 RETURNING object_key),
+              w AS (DELETE FROM workspace_layers WHERE job_id = $1 AND node_index = $2 RETURNING object_key),
+              t AS (DELETE FROM test_results WHERE job_id = $1 AND node_index = $2 RETURNING 1)
+         SELECT object_key FROM a UNION ALL SELECT object_key FROM w`,
+        [jobId, row.node_index],
+      );
       await tx.query('SELECT pg_notify($1, $2)', [CHANNELS.taskQueued, row.resource_class]);
       await tx.query('SELECT pg_notify($1, $2)', [CHANNELS.taskChanged, taskId]);
       for (const s of steps.rows)
@@ -102,6 +112,7 @@ async function expireLease(ctx: SchedulerContext, taskId: string, jobId: string)
         deletedKeys: [
           ...steps.rows.flatMap((s) => (s.output_key ? [s.output_key] : [])),
           ...segments.rows.flatMap((s) => (s.object_key ? [s.object_key] : [])),
+          ...blobs.rows.map((b) => b.object_key),
         ],
         deletedSteps: steps.rows.map((s) => s.step_index),
         message: {

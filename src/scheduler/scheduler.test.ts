@@ -163,6 +163,26 @@ for (const kind of databaseKinds()) {
       const { jobId, taskIds } = await enqueueJob(db, s.enqueue);
       const taskId = taskIds[0]!;
       const first = (await s.claim(machineAgent, claimReq(['machine:*'], 0, 'dies-1'), never))!;
+      // what the first attempt stored: an artifact, a test result, a workspace layer
+      const store = t!.res.store;
+      await store.put('artifacts/lost/a.txt', 'a');
+      await store.put('workspaces/lost/layer', 'l');
+      const now = new Date();
+      await db.query(
+        `INSERT INTO artifacts (job_id, node_index, path, task_id, object_key, size, created_at)
+         VALUES ($1, 0, 'a.txt', $2, 'artifacts/lost/a.txt', 1, $3)`,
+        [jobId, taskId, now],
+      );
+      await db.query(
+        `INSERT INTO test_results (job_id, node_index, seq, name, classname, result, run_time)
+         VALUES ($1, 0, 0, 't', 'c', 'failure', 1)`,
+        [jobId],
+      );
+      await db.query(
+        `INSERT INTO workspace_layers (id, workspace_id, job_id, node_index, object_key, size, encoding, created_at)
+         VALUES (gen_random_uuid(), gen_random_uuid(), $1, 0, 'workspaces/lost/layer', 1, 'none', $2)`,
+        [jobId, now],
+      );
       await s.stepStart(taskId, 0, {
         leaseId: first.leaseId,
         name: 'Spin up environment',
@@ -180,6 +200,10 @@ for (const kind of databaseKinds()) {
       const steps = await db.query('SELECT 1 FROM steps WHERE task_id = $1', [taskId]);
       const chunks = await db.query('SELECT 1 FROM output_segments WHERE task_id = $1', [taskId]);
       expect(steps.rowCount + chunks.rowCount).toBe(0);
+      for (const table of ['artifacts', 'test_results', 'workspace_layers'])
+        expect((await db.query(`SELECT 1 FROM ${table} WHERE job_id = $1`, [jobId])).rowCount, table).toBe(0);
+      await waitFor(async () => (await store.head('artifacts/lost/a.txt')) === null, 2_000);
+      expect(await store.head('workspaces/lost/layer')).toBeNull();
       const third = (await s.claim(machineAgent, claimReq(['machine:*'], 3_000, 'dies-3'), never))!;
       expect(third.task.taskId).toBe(taskId);
       await waitFor(
