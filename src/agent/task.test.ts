@@ -275,18 +275,14 @@ describe('runTask', () => {
   it('fails unsupported steps naming them, and refuses docker executors', async () => {
     const { sink, result } = await run(
       taskSpec([
-        {
-          type: 'setup_remote_docker',
-          name: 'Setup a remote Docker engine',
-          when: 'on_success',
-          args: {},
-        },
+        // a built-in step type no handler knows (setup_remote_docker has one now: steps/remote-docker.ts)
+        { type: 'unknown_builtin_step', name: 'Unknown', when: 'on_success', args: {} },
       ]),
     );
     expect(result.status).toBe('failed');
-    expect(sink.step(2)).toMatchObject({ type: 'setup_remote_docker', status: 'failed', exitCode: null });
+    expect(sink.step(2)).toMatchObject({ type: 'unknown_builtin_step', status: 'failed', exitCode: null });
     expect(sink.step(2).out).toContain(
-      'The `setup_remote_docker` step is not supported by this Torus release yet',
+      'The `unknown_builtin_step` step is not supported by this Torus release yet',
     );
     const docker = await run(taskSpec([runStep('true')], { executor: { type: 'docker', images: [] } }));
     expect(docker.result.status).toBe('infrastructure_fail');

@@ -97,9 +97,14 @@ export async function main(argv: string[]): Promise<void> {
           signal: stop.signal,
           drain: drain.signal,
           logger,
-          // an agent that claims docker jobs drives the engine DOCKER_HOST names (or the default socket)
+          // an agent that claims docker jobs drives the engine DOCKER_HOST names (or the default socket);
+          // its jobs' setup_remote_docker reach that engine only when the operator opts in
           ...(opts.resourceClass.some((c: string) => c === '*' || c.startsWith('docker:'))
-            ? { docker: {} }
+            ? {
+                docker: /^(1|true|yes)$/i.test(process.env.TORUS_AGENT_REMOTE_DOCKER ?? '')
+                  ? { remoteDocker: { socketDir: process.env.TORUS_AGENT_REMOTE_DOCKER_DIR || undefined } }
+                  : {},
+              }
             : {}),
         });
         process.exit(0);

@@ -4,6 +4,8 @@
 // `auth` or `aws_auth` (an ECR token exchange) credentials that are never printed. Every container
 // of a task carries the label io.torus.task=<taskId> and is removed (with its volumes) on dispose.
 import { randomUUID } from 'node:crypto';
+import { chmod, mkdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable, type Duplex } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -14,6 +16,7 @@ import type { DockerImage } from '../../config/model.js';
 import type { Logger } from '../../ops/index.js';
 import type { TaskSpec } from '../../scheduler/protocol.js';
 import { maskSecrets } from '../output.js';
+import { REMOTE_DOCKER_LABEL, RemoteDockerProxy, removeRemoteDockerObjects } from './remote-docker-proxy.js';
 import {
   ExecutorError,
   resolveJobPath,
@@ -28,6 +31,8 @@ export const TASK_LABEL = 'io.torus.task';
 /** CircleCI's label that keeps a primary image's ENTRYPOINT */
 const PRESERVE_ENTRYPOINT_LABEL = 'com.circleci.preserve-entrypoint';
 const TASK_DIR = '/tmp/.torus';
+/** where the primary container sees the host directory of its remote Docker socket */
+export const REMOTE_DOCKER_MOUNT = '/run/torus-docker';
 const KILL_GRACE_MS = 1_000;
 /** after the step's main process exits, how long its output may stay open (a stray child holding it) */
 const PIPE_DRAIN_MS = 300;
@@ -43,6 +48,12 @@ export interface DockerExecutorOptions {
   hostResources?: { cpus: number; memoryBytes: number };
   /** the primary container's network (default: 'bridge' when the engine has it, else 'none') */
   network?: string;
+  /**
+   * `setup_remote_docker`: jobs that have the step reach this engine through a filtering proxy on a
+   * Unix socket in `socketDir` (default: the OS's temp dir), which the engine must see at the same path.
+   * Absent: the step fails saying how to enable it (TORUS_AGENT_REMOTE_DOCKER=1).
+   */
+  remoteDocker?: { socketDir?: string };
   logger?: Logger;
 }
 
@@ -118,6 +129,16 @@ function engineAddress(docker: Docker): string {
   return m.socketPath ?? (m.host ? `${m.host}:${m.port ?? ''}` : 'its default address');
 }
 
+/** what the job's remote Docker objects carry: the task label (as its containers) and the proxy's mark */
+export function remoteDockerLabels(taskId: string): Record<string, string> {
+  return { [TASK_LABEL]: taskId, [REMOTE_DOCKER_LABEL]: taskId };
+}
+
+/** the engine's Unix socket, when dockerode reaches it through one */
+function engineSocketOf(docker: Docker): string | undefined {
+  return (docker.modem as unknown as { socketPath?: string }).socketPath;
+}
+
 function daemonMessage(err: unknown): string {
   const e = err as { json?: { message?: string }; message?: string; reason?: string };
   return (e.json?.message ?? e.message ?? String(err)).trim();
@@ -169,7 +190,11 @@ export class DockerExecutor implements Executor {
     for (const n of limits.notes) print(n + '\n');
 
     const containers: Docker.Container[] = [];
-    const removeAll = () => removeContainers(containers);
+    let remoteDockerDir: string | undefined;
+    const removeAll = async () => {
+      if (remoteDockerDir) await rm(remoteDockerDir, { recursive: true, force: true });
+      await removeContainers(containers);
+    };
     try {
       for (const img of images) {
         if (signal.aborted) throw new ExecutorError('canceled', 'failed');
@@ -200,6 +225,7 @@ export class DockerExecutor implements Executor {
           );
         }
       };
+      remoteDockerDir = await this.remoteDockerDir(spec);
       const primary = await start(primaryImage.image, {
         name: sanitizeName(`torus-${spec.taskId}-0`),
         Image: primaryImage.image,
@@ -216,6 +242,18 @@ export class DockerExecutor implements Executor {
           Memory: limits.memoryBytes,
           MemorySwap: limits.memoryBytes,
           Init: true,
+          ...(remoteDockerDir
+            ? {
+                Mounts: [
+                  {
+                    Type: 'bind' as const,
+                    Source: remoteDockerDir,
+                    Target: REMOTE_DOCKER_MOUNT,
+                    ReadOnly: true,
+                  },
+                ],
+              }
+            : {}),
         },
       });
       for (const [i, svc] of serviceImages.entries()) {
@@ -232,7 +270,10 @@ export class DockerExecutor implements Executor {
         });
       }
       if (signal.aborted) throw new ExecutorError('canceled', 'failed');
-      const env = await DockerEnvironment.create(this.docker, primary, containers, spec, limits);
+      const env = await DockerEnvironment.create(this.docker, primary, containers, spec, limits, {
+        enabled: Boolean(this.opts.remoteDocker),
+        dir: remoteDockerDir,
+      });
       print(`Working directory: ${env.workingDirectory}\n`);
       return env;
     } catch (err) {
@@ -248,6 +289,24 @@ export class DockerExecutor implements Executor {
         'infrastructure_fail',
       );
     }
+  }
+
+  /**
+   * The host directory that will hold the task's remote Docker socket, made now because a mount
+   * cannot be added to a running container: only for jobs with `setup_remote_docker`, when the
+   * operator enabled it and the engine listens on a Unix socket of this host (so it sees the path).
+   */
+  private async remoteDockerDir(spec: TaskSpec): Promise<string | undefined> {
+    if (!this.opts.remoteDocker || !spec.steps.some((s) => s.type === 'setup_remote_docker'))
+      return undefined;
+    if (!engineSocketOf(this.docker)) return undefined;
+    const root = this.opts.remoteDocker.socketDir ?? path.join(tmpdir(), 'torus-remote-docker');
+    await mkdir(root, { recursive: true, mode: 0o711 });
+    // unguessable and not listable: other users of the host must not find the socket
+    const dir = path.join(root, randomUUID());
+    await mkdir(dir, { mode: 0o711 });
+    await chmod(dir, 0o711); // the job's user (any uid) must reach the socket inside
+    return dir;
   }
 
   /** pulls the image unless the engine has it; concurrent tasks share one pull */
@@ -394,6 +453,14 @@ export class DockerEnvironment implements Environment {
   readonly taskDirectory = TASK_DIR;
   private readonly ensured = new Set<string>();
   private readonly live = new Set<() => void>();
+  private remoteDocker: {
+    taskId: string;
+    enabled: boolean;
+    /** host directory mounted at REMOTE_DOCKER_MOUNT */
+    dir?: string;
+    proxy?: RemoteDockerProxy;
+    engine?: string;
+  } = { taskId: '', enabled: false };
 
   private constructor(
     private readonly docker: Docker,
@@ -413,6 +480,7 @@ export class DockerEnvironment implements Environment {
     containers: Docker.Container[],
     spec: TaskSpec,
     limits: Limits,
+    remoteDocker: { enabled: boolean; dir?: string } = { enabled: false },
   ): Promise<DockerEnvironment> {
     const probe = await runSimple(primary, [
       '/bin/sh',
@@ -442,6 +510,7 @@ export class DockerEnvironment implements Environment {
       { uid: Number(uid) || 0, gid: Number(gid) || 0 },
       limits,
     );
+    env.remoteDocker = { ...remoteDocker, taskId: spec.taskId };
     await env.ensureDirs([workingDirectory, `${TASK_DIR}/steps`]);
     await env.writeFile(`${TASK_DIR}/bash_env`, '');
     return env;
@@ -716,9 +785,69 @@ export class DockerEnvironment implements Environment {
     await Promise.race([this.primary.putArchive(pack, { path: dir }), failed]);
   }
 
+  /**
+   * `setup_remote_docker`: starts the task's Docker API proxy on the socket the primary container
+   * sees and points the following steps' DOCKER_HOST at it (they read jobEnvironment afresh).
+   * Throws with the message the job shows when the agent cannot offer it.
+   */
+  async setupRemoteDocker(): Promise<{ dockerHost: string; engine: string }> {
+    const rd = this.remoteDocker;
+    const dockerHost = `unix://${REMOTE_DOCKER_MOUNT}/docker.sock`;
+    if (rd.proxy && rd.engine) return { dockerHost, engine: rd.engine };
+    if (!rd.enabled) {
+      throw new Error(
+        "Remote Docker is not enabled on this agent. Its operator can enable it by starting the agent with TORUS_AGENT_REMOTE_DOCKER=1: the job's docker commands then use the agent's Docker engine through a proxy that keeps them inside the job's sandbox. Or run the job with a `machine:` executor, where Docker needs no setup.",
+      );
+    }
+    const engineSocket = engineSocketOf(this.docker);
+    if (!rd.dir || !engineSocket) {
+      throw new Error(
+        `Remote Docker needs the agent's Docker engine on a Unix socket of the agent's host (this agent uses ${engineAddress(this.docker)}); its operator can point DOCKER_HOST at a local engine, or run the job with a \`machine:\` executor`,
+      );
+    }
+    const version = (await this.docker.version()) as Docker.DockerVersion & {
+      Components?: { Name: string }[];
+    };
+    const podman = version.Components?.some((c) => /podman/i.test(c.Name));
+    const engine = `${podman ? 'podman' : 'Docker engine'} ${version.Version} (API ${version.ApiVersion})`;
+    const labels = remoteDockerLabels(rd.taskId);
+    const proxy = new RemoteDockerProxy({ engineSocket, labels, limits: this.limits });
+    await proxy.listen(path.join(rd.dir, 'docker.sock'));
+    rd.proxy = proxy;
+    rd.engine = engine;
+    this.jobEnvironment.DOCKER_HOST = dockerHost;
+    // CircleCI's remote engine spoke TLS; this socket does not, and the CLI would try TLS on it
+    delete this.jobEnvironment.DOCKER_TLS_VERIFY;
+    delete this.jobEnvironment.DOCKER_CERT_PATH;
+    return { dockerHost, engine };
+  }
+
   async dispose(): Promise<void> {
     for (const k of [...this.live]) k();
-    await removeContainers(this.containers);
+    try {
+      await removeContainers(this.containers);
+    } finally {
+      await this.disposeRemoteDocker();
+    }
+  }
+
+  /** whatever the job made through its proxy goes, whatever the outcome */
+  private async disposeRemoteDocker(): Promise<void> {
+    const rd = this.remoteDocker;
+    if (!rd.dir) return;
+    const errors: string[] = [];
+    try {
+      if (rd.proxy) {
+        await rd.proxy.close();
+        errors.push(
+          ...(await removeRemoteDockerObjects(this.docker, remoteDockerLabels(rd.taskId), rd.proxy.tags)),
+        );
+      }
+    } finally {
+      await rm(rd.dir, { recursive: true, force: true });
+    }
+    if (errors.length)
+      throw new Error(`could not remove what the job made with remote Docker: ${errors.join('; ')}`);
   }
 }
 
