@@ -300,6 +300,8 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
       throw new TorusError('TORUS_E_BAD_REQUEST', 'enable_ssh is not supported by Torus: rerun without SSH');
     }
     const fromFailed = optionalBoolean(body, 'from_failed');
+    // Torus extension: CircleCI's "Rerun failed tests" (a web-app action with no public API)
+    const failedTestsOnly = optionalBoolean(body, 'failed_tests_only');
     optionalBoolean(body, 'sparse_tree'); // accepted; Torus reruns exactly the jobs asked for either way
     let jobs: string[] | undefined;
     if (body.jobs !== undefined && body.jobs !== null) {
@@ -316,7 +318,12 @@ export function registerV2Routes(app: FastifyInstance, deps: RouteDeps): void {
         'TORUS_E_BAD_REQUEST',
         'from_failed and jobs are mutually exclusive: give one of them',
       );
-    const r = await engine.rerunWorkflow(w.id, { fromFailed, jobs, actorId: currentUser(req).id });
+    const r = await engine.rerunWorkflow(w.id, {
+      fromFailed,
+      ...(failedTestsOnly ? { failedTestsOnly } : {}),
+      jobs,
+      actorId: currentUser(req).id,
+    });
     return reply.status(202).send({ workflow_id: r.workflowId });
   });
 

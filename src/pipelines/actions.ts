@@ -16,6 +16,7 @@ import {
   workflowJobs,
 } from './core.js';
 import { advanceWorkflow, createRerun, rerunFromFailedSet, withDownstream } from './dag.js';
+import { anyFailedTests } from './failed-tests.js';
 import { canTransitionJob, isFinalJobStatus, type JobStatus } from './job-state.js';
 import { isFinalWorkflowStatus } from './workflow-state.js';
 
@@ -220,6 +221,11 @@ export async function cancelJob(core: EngineCore, jobId: string, actorId: string
 
 export interface RerunOptions {
   fromFailed?: boolean;
+  /**
+   * CircleCI's "Rerun failed tests": a rerun from failed whose jobs' `circleci tests run` get only
+   * the tests that failed in their previous run (failed-tests.ts).
+   */
+  failedTestsOnly?: boolean;
   jobs?: string[];
   actorId: string | null;
 }
@@ -228,7 +234,10 @@ export interface RerunOptions {
  * A rerun is a new workflow of the same pipeline (same name, `rerun_of`, same workspace id) with
  * fresh job rows: every job by default; with `fromFailed`, the failed and canceled jobs and their
  * downstream; with `jobs`, those and their downstream. The other jobs are copied as they ended,
- * without running again. CircleCI refuses to rerun a workflow that has not finished.
+ * without running again. CircleCI refuses to rerun a workflow that has not finished. With
+ * `failedTestsOnly`, the jobs are those of `fromFailed` and the new workflow is marked so that its
+ * jobs receive their previous run's failed tests; a workflow whose jobs stored no failed test is
+ * refused with CircleCI's message (CircleCI starts the rerun and fails it; refusing tells sooner).
  */
 export async function rerunWorkflow(
   core: EngineCore,
@@ -241,6 +250,12 @@ export async function rerunWorkflow(
       'from_failed and jobs are mutually exclusive: pass one of them.',
     );
   }
+  if (opts.failedTestsOnly && opts.jobs && opts.jobs.length > 0) {
+    throw new TorusError(
+      'TORUS_E_BAD_REQUEST',
+      'failed_tests_only reruns the failed jobs: it cannot be combined with jobs; pass one of them.',
+    );
+  }
   return core.res.db.transaction(async (tx) => {
     const wf = await lockWorkflowOrThrow(tx, workflowId);
     if (!isFinalWorkflowStatus(wf.status)) {
@@ -251,12 +266,25 @@ export async function rerunWorkflow(
     }
     const jobs = await workflowJobs(tx, workflowId);
     let rerun: Set<string>;
-    if (opts.fromFailed) {
+    if (opts.fromFailed || opts.failedTestsOnly) {
       rerun = rerunFromFailedSet(jobs);
       if (rerun.size === 0) {
         throw new TorusError(
           'TORUS_E_BAD_REQUEST',
           `Workflow ${wf.name} has no failed or canceled jobs to rerun from.`,
+        );
+      }
+      if (
+        opts.failedTestsOnly &&
+        !(await anyFailedTests(
+          tx,
+          jobs.filter((j) => rerun.has(j.name)).map((j) => j.copied_from ?? j.id),
+        ))
+      ) {
+        throw new TorusError(
+          'TORUS_E_BAD_REQUEST',
+          `can not rerun failed tests: no failed tests could be found in workflow ${wf.name} (${wf.id}). ` +
+            'Rerun the workflow from failed (from_failed: true) to run all of its tests again.',
         );
       }
     } else if (opts.jobs && opts.jobs.length > 0) {
@@ -270,7 +298,11 @@ export async function rerunWorkflow(
     } else {
       rerun = new Set(jobs.map((j) => j.name));
     }
-    return { workflowId: await createRerun(core, tx, wf, jobs, rerun, { startedBy: opts.actorId }) };
+    const newId = await createRerun(core, tx, wf, jobs, rerun, { startedBy: opts.actorId });
+    // same transaction as the enqueue: no agent can claim a job of the rerun before it is marked
+    if (opts.failedTestsOnly)
+      await tx.query('UPDATE workflows SET rerun_failed_tests = true WHERE id = $1', [newId]);
+    return { workflowId: newId };
   });
 }
 

@@ -39,7 +39,7 @@ export interface PipelineEngine {
   cancelJob(jobId: string, actorId: string): Promise<void>;
   rerunWorkflow(
     workflowId: string,
-    opts: { fromFailed?: boolean; jobs?: string[]; actorId: string },
+    opts: { fromFailed?: boolean; failedTestsOnly?: boolean; jobs?: string[]; actorId: string },
   ): Promise<{ workflowId: string }>;
   onTaskStarted(jobId: string): Promise<void>;
   onJobFinished(jobId: string, outcome: TaskOutcome): Promise<void>;
@@ -120,6 +120,7 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
     rerunWorkflow: (workflowId, opts) =>
       actions.rerunWorkflow(core, workflowId, {
         fromFailed: opts.fromFailed,
+        failedTestsOnly: opts.failedTestsOnly,
         jobs: opts.jobs,
         actorId: opts.actorId,
       }),

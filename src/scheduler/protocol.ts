@@ -54,6 +54,33 @@ export interface TaskSpec {
   checkout: CheckoutSpec;
   /** values to mask in output (project and context secrets); later issues fill it */
   secrets: string[];
+  /**
+   * The project SSH keys the job's `add_ssh_keys` steps ask for (decrypted at claim, only for jobs
+   * that have such a step; their private keys are also in `secrets`).
+   */
+  sshKeys?: TaskSshKey[];
+  /** Set when the job reruns failed tests only: what failed in the job's previous run. */
+  rerunFailedTests?: RerunFailedTests;
+}
+
+export interface TaskSshKey {
+  /** MD5, 'aa:bb:…' */
+  fingerprint: string;
+  /** 'SHA256:…' */
+  fingerprintSha256: string;
+  /** '' = every host */
+  hostname: string;
+  privateKey: string;
+}
+
+/** "Rerun failed tests": `circleci tests run` keeps only the input names that failed before. */
+export interface RerunFailedTests {
+  /** the workflow whose run of this job the tests come from */
+  workflowId: string;
+  /** test cases the previous run stored */
+  totalTests: number;
+  /** its failed (failure or error) test cases, each once; empty: nothing failed, all tests run */
+  failed: Array<{ name: string; classname: string; file?: string }>;
 }
 
 export interface ClaimRequest {

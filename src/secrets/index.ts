@@ -31,5 +31,10 @@ export {
   type JobEnvironment,
   type ListOptions,
 } from './store.js';
-export { describeSshPrivateKey, normalizeFingerprint, type SshPublicKey } from './ssh.js';
+export {
+  describeSshPrivateKey,
+  normalizeFingerprint,
+  addSshKeysFingerprints,
+  type SshPublicKey,
+} from './ssh.js';
 export { rotateKeyCommand, type RotateKeyOptions, type RotateKeyResult } from './rotate.js';

@@ -129,3 +129,16 @@ export function normalizeFingerprint(raw: string): { kind: 'md5' | 'sha256'; val
   if (/^[0-9a-f]{32}$/.test(hex)) return { kind: 'md5', value: hex.replace(/(..)(?!$)/g, '$1:') };
   return null;
 }
+
+/**
+ * The fingerprints an `add_ssh_keys` step names (`fingerprints:` as a list or, as some configs
+ * write it, a single string); an empty list means every key of the project.
+ */
+export function addSshKeysFingerprints(args: Record<string, unknown>): string[] {
+  const raw = args.fingerprints;
+  const list = typeof raw === 'string' ? [raw] : Array.isArray(raw) ? raw : [];
+  return list
+    .filter((f): f is string | number => typeof f === 'string' || typeof f === 'number')
+    .map((f) => String(f).trim())
+    .filter((f) => f !== '');
+}

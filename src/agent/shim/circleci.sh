@@ -13,6 +13,10 @@
 # Timings are staged by the agent before the first step, one test case per line:
 #   name<TAB>classname<TAB>file<TAB>seconds       (lines starting with # are comments)
 # at $CIRCLE_INTERNAL_TEST_TIMINGS (default $HOME/.circleci-torus/timings.tsv).
+# In a job of a "rerun failed tests" workflow the agent also stages the tests that failed in the
+# job's previous run at $CIRCLE_INTERNAL_FAILED_TESTS (no default), one per line:
+#   name<TAB>classname<TAB>file                    (and "# workflow ID", "# total N" lines)
+# and `tests run` keeps only the input names that match one of them.
 
 TORUS_SHIM_VERSION=1
 NL='
@@ -241,6 +245,58 @@ END {
   }
 }'
 
+# "Rerun failed tests": keeps the input names (whitespace-separated, printed one per line) that
+# name a failed test's file or classname (or its name, with --timings-type=testname), as CircleCI
+# reruns the files and classes with at least one failure. Nothing recorded as failed, or no input
+# name matching what failed (JUnit without file/classname attributes): every name is kept.
+FAILED_AWK='
+function norm(s,    cut) {
+  while (substr(s, 1, 2) == "./") s = substr(s, 3)
+  cut = 0
+  if (pwd != "" && substr(s, 1, length(pwd) + 1) == pwd "/") cut = length(pwd) + 1
+  if (wd != "" && length(wd) + 1 > cut && substr(s, 1, length(wd) + 1) == wd "/") cut = length(wd) + 1
+  return substr(s, cut + 1)
+}
+BEGIN {
+  pwd = ENVIRON["CWD"]; wd = ENVIRON["CIRCLE_WORKING_DIRECTORY"]
+  if (substr(wd, 1, 1) == "~") wd = ENVIRON["HOME"] substr(wd, 2)
+  sub(/\/+$/, "", pwd); sub(/\/+$/, "", wd)
+  type = ENVIRON["TIMINGS_TYPE"]; verbose = (ENVIRON["VERBOSE"] == "1"); ff = ENVIRON["FAILED_FILE"]
+  nfailed = 0; total = 0; wf = ""
+  while ((getline line < ff) > 0) {
+    if (substr(line, 1, 10) == "# workflow") { wf = substr(line, 12); continue }
+    if (substr(line, 1, 7) == "# total") { total = substr(line, 9) + 0; continue }
+    if (line == "" || substr(line, 1, 1) == "#") continue
+    split(line, f, "\t")
+    nfailed++
+    fname[f[1]] = 1; fclass[f[2]] = 1
+    if (f[3] != "") ffile[norm(f[3])] = 1
+  }
+  close(ff)
+}
+{ gsub(/\r/, ""); for (i = 1; i <= NF; i++) names[++n] = $i }
+END {
+  printf "received failed tests from workflow %s\n", wf > "/dev/stderr"
+  if (nfailed == 0) {
+    print "No failed tests were recorded for the previous run of this job: running all tests." > "/dev/stderr"
+    for (i = 1; i <= n; i++) print names[i]
+    exit
+  }
+  k = 0
+  for (i = 1; i <= n; i++) {
+    nm = names[i]
+    if ((norm(nm) in ffile) || (nm in fclass) || (type == "testname" && (nm in fname))) kept[++k] = nm
+  }
+  if (verbose) printf "%d test(s) failed out of %d total test(s). Rerunning %d test file(s)\n", nfailed, total, k > "/dev/stderr"
+  if (k == 0 && n > 0) {
+    printf "None of the %d input test name(s) matches the file or classname of a failed test: running all tests.\n", n > "/dev/stderr"
+    print "If all tests are being run instead of only failed tests, ensure your JUnit XML has a file or classname attribute." > "/dev/stderr"
+    for (i = 1; i <= n; i++) print names[i]
+    exit
+  }
+  for (i = 1; i <= k; i++) print kept[i]
+}'
+
 # Go-style durations ("10s", "1m30s", "1.5h", "250ms", a bare number = seconds) → seconds.
 parse_duration() {
   printf '%s\n' "$1" | awk '
@@ -376,11 +432,23 @@ tests_split() {
   fi
 }
 
+# stdin → the names of failed tests among it (see FAILED_AWK), one per line
+keep_failed_tests() {
+  CWD=$(pwd) TIMINGS_TYPE=$OPT_TIMINGS_TYPE VERBOSE=$OPT_VERBOSE FAILED_FILE=$CIRCLE_INTERNAL_FAILED_TESTS \
+    awk "$FAILED_AWK"
+}
+
 tests_run() {
   parse_split_flags run "$@"
   [ "$OPT_HAVE_COMMAND" = 1 ] && [ -n "$OPT_COMMAND" ] ||
     die "tests run: --command is required (e.g. --command=\"xargs bundle exec rspec\")"
-  shard=$(split_stdin) || exit 1
+  if [ -n "${CIRCLE_INTERNAL_FAILED_TESTS:-}" ]; then
+    [ -r "$CIRCLE_INTERNAL_FAILED_TESTS" ] ||
+      die "tests run: cannot read the failed tests staged at $CIRCLE_INTERNAL_FAILED_TESTS (CIRCLE_INTERNAL_FAILED_TESTS)"
+    shard=$(keep_failed_tests | split_stdin) || exit 1
+  else
+    shard=$(split_stdin) || exit 1
+  fi
   if [ -z "$shard" ]; then
     [ "$OPT_VERBOSE" = 0 ] || printf 'No tests to run on node %s of %s; not running the command.\n' "$OPT_INDEX" "$OPT_TOTAL" >&2
     exit 0

@@ -14,7 +14,14 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseJUnitString, timingsFile, type TestCase } from '../junit.js';
-import { CIRCLECI_SHIM_SCRIPT, HALT_FILE_ENV, TIMINGS_FILE_ENV, shimEnvironment } from './index.js';
+import {
+  CIRCLECI_SHIM_SCRIPT,
+  FAILED_TESTS_FILE_ENV,
+  HALT_FILE_ENV,
+  TIMINGS_FILE_ENV,
+  failedTestsFile,
+  shimEnvironment,
+} from './index.js';
 
 const BUSYBOX = '/usr/bin/busybox';
 let root: string;
@@ -267,6 +274,95 @@ describe.each(SHELLS)('circleci under $name', (shell) => {
     const missing = run(shell, ['tests', 'run'], { input: 'a' });
     expect(missing.code).toBe(1);
     expect(missing.err).toContain('--command is required');
+  });
+
+  it('tests run in a failed-tests rerun keeps only the files and classes that failed, then splits them', () => {
+    const failed = path.join(root, `failed-${shell.name}.tsv`);
+    writeFileSync(
+      failed,
+      failedTestsFile({
+        workflowId: 'wf-123',
+        totalTests: 56,
+        failed: [
+          { name: 'works', classname: 'spec.b', file: './spec/b_spec.rb' },
+          { name: 'also', classname: 'spec.b', file: './spec/b_spec.rb' },
+          { name: 'c fails', classname: 'C', file: `${root}/spec/c_spec.rb` },
+          { name: 'TestGone', classname: 'pkg/gone' },
+          { name: 'TestQ', classname: 'pkg/q' },
+        ],
+      }),
+    );
+    const out = path.join(root, `rerun-${shell.name}.txt`);
+    const cmd = `cat > '${out}'`;
+    const env = { [FAILED_TESTS_FILE_ENV]: failed };
+    const files = 'spec/a_spec.rb spec/b_spec.rb\nspec/c_spec.rb spec/d_spec.rb';
+    const r = run(shell, ['tests', 'run', `--command=${cmd}`, '--verbose'], { input: files, env });
+    expect(r.code).toBe(0);
+    // by file (./ and an absolute path under the current directory match): b and c, nothing else
+    expect(readFileSync(out, 'utf8')).toBe('spec/b_spec.rb spec/c_spec.rb');
+    expect(r.err).toContain('received failed tests from workflow wf-123');
+    expect(r.err).toContain('5 test(s) failed out of 56 total test(s). Rerunning 2 test file(s)');
+
+    // the failed ones are split over the parallel runs like any input
+    const node1 = run(shell, ['tests', 'run', `--command=${cmd}`, '--index=1', '--total=2'], {
+      input: files,
+      env,
+    });
+    expect(node1.code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('spec/c_spec.rb');
+
+    // by classname (Go packages): pkg/q failed, pkg/p did not
+    run(shell, ['tests', 'run', `--command=${cmd}`, '--timings-type=classname'], {
+      input: 'pkg/p pkg/q',
+      env,
+    });
+    expect(readFileSync(out, 'utf8')).toBe('pkg/q');
+
+    // by test name only with --timings-type=testname
+    run(shell, ['tests', 'run', `--command=${cmd}`, '--timings-type=testname'], {
+      input: 'TestP TestQ works',
+      env,
+    });
+    expect(readFileSync(out, 'utf8')).toBe('TestQ works');
+    run(shell, ['tests', 'run', `--command=${cmd}`], { input: 'TestP TestQ works spec.b', env });
+    expect(readFileSync(out, 'utf8')).toBe('spec.b');
+
+    // `tests split` never filters
+    expect(lines(run(shell, ['tests', 'split'], { input: files, env }).out)).toHaveLength(4);
+  });
+
+  it('tests run in a failed-tests rerun runs everything when nothing failed or nothing matches', () => {
+    const out = path.join(root, `rerun-all-${shell.name}.txt`);
+    const cmd = `cat > '${out}'`;
+    const none = path.join(root, `failed-none-${shell.name}.tsv`);
+    writeFileSync(none, failedTestsFile({ workflowId: 'wf-1', totalTests: 3, failed: [] }));
+    const r = run(shell, ['tests', 'run', `--command=${cmd}`], {
+      input: 'b a',
+      env: { [FAILED_TESTS_FILE_ENV]: none },
+    });
+    expect(r.code).toBe(0);
+    expect(readFileSync(out, 'utf8')).toBe('a b');
+    expect(r.err).toContain('No failed tests were recorded for the previous run of this job');
+
+    // failures without file or classname matching any input name: CircleCI reruns everything
+    const other = path.join(root, `failed-other-${shell.name}.tsv`);
+    writeFileSync(
+      other,
+      failedTestsFile({ workflowId: 'wf-2', totalTests: 9, failed: [{ name: 'x', classname: 'X' }] }),
+    );
+    const all = run(shell, ['tests', 'run', `--command=${cmd}`], {
+      input: 'b a',
+      env: { [FAILED_TESTS_FILE_ENV]: other },
+    });
+    expect(readFileSync(out, 'utf8')).toBe('a b');
+    expect(all.err).toContain('ensure your JUnit XML has a file or classname attribute');
+
+    const unreadable = run(shell, ['tests', 'run', `--command=${cmd}`], {
+      input: 'a',
+      env: { [FAILED_TESTS_FILE_ENV]: path.join(root, 'no-such-file.tsv') },
+    });
+    expect(unreadable.code).toBe(1);
+    expect(unreadable.err).toContain('cannot read the failed tests');
   });
 
   it('step halt writes the marker file the agent checks (env path, else under $HOME)', () => {

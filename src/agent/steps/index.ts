@@ -3,12 +3,16 @@
 import { ARTIFACT_STEP_HANDLERS } from './artifacts.js';
 import { CACHE_STEP_HANDLERS } from './cache.js';
 import type { StepHandler } from './context.js';
+import { REMOTE_DOCKER_STEP_HANDLERS } from './remote-docker.js';
+import { SSH_STEP_HANDLERS } from './ssh.js';
 import { WORKSPACE_STEP_HANDLERS } from './workspace.js';
 
 export const STEP_HANDLERS: Record<string, StepHandler> = {
   ...ARTIFACT_STEP_HANDLERS,
   ...CACHE_STEP_HANDLERS,
   ...WORKSPACE_STEP_HANDLERS,
+  ...REMOTE_DOCKER_STEP_HANDLERS,
+  ...SSH_STEP_HANDLERS,
 };
 
 export type { BlobClient, BlobEncoding, StepContext, StepHandler, StepResult } from './context.js';

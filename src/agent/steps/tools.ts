@@ -1,7 +1,8 @@
 // The in-job tools every task gets before its first step: the `circleci` / `circleci-agent`
 // command (../shim/) on the job's PATH, the test timings of earlier runs staged for
-// `circleci tests split --split-by=timings`, and the `circleci step halt` marker the agent checks
-// after each step. Everything lives under the task directory, so it goes with the environment and
+// `circleci tests split --split-by=timings`, in a job rerunning failed tests the tests that failed
+// in its previous run (for `circleci tests run`), and the `circleci step halt` marker the agent
+// checks after each step. Everything lives under the task directory, so it goes with the environment and
 // never lands in a cache or workspace saved from `~`.
 import type { TaskSpec } from '../../scheduler/protocol.js';
 import type { Environment } from '../executor.js';
@@ -10,7 +11,9 @@ import { DEFAULT_SANDBOX_PATH } from '../layout.js';
 import {
   CIRCLECI_SHIM_SCRIPT,
   DEFAULT_HALT_FILE,
+  FAILED_TESTS_FILE_ENV,
   HALT_FILE_ENV,
+  failedTestsFile,
   SHIM_COMMAND_NAMES,
   TIMINGS_FILE_ENV,
 } from '../shim/index.js';
@@ -37,11 +40,23 @@ export async function prepareJobTools(
   }
   const timingsPath = `${dir}/timings.tsv`;
   await environment.writeFile(timingsPath, timingsFile(await fetchTimings(spec, blobs, print)), 0o644);
-  return {
+  const env: Record<string, string> = {
     PATH: `${bin}:${await jobPath(environment)}`,
     [TIMINGS_FILE_ENV]: timingsPath,
     [HALT_FILE_ENV]: `${dir}/halt`,
   };
+  const rerun = spec.rerunFailedTests;
+  if (rerun) {
+    const failedPath = `${dir}/failed-tests.tsv`;
+    await environment.writeFile(failedPath, failedTestsFile(rerun), 0o644);
+    env[FAILED_TESTS_FILE_ENV] = failedPath;
+    print(
+      rerun.failed.length > 0
+        ? `Rerun failed tests: ${rerun.failed.length} of the ${rerun.totalTests} test cases of the previous run of ${spec.jobName} failed; \`circleci tests run\` runs only the files and classes they belong to\n`
+        : `Rerun failed tests: the previous run of ${spec.jobName} stored no failed test; \`circleci tests run\` runs every test it is given\n`,
+    );
+  }
+  return env;
 }
 
 async function fetchTimings(
