@@ -6,6 +6,19 @@ import type { Readable } from 'node:stream';
 import type { Queryable } from '../storage/index.js';
 import { TorusError, type Resources } from '../ops/index.js';
 
+export {
+  sweepExpiredBlobs,
+  RetentionLoop,
+  expireCommand,
+  formatExpiryReport,
+  RETENTION_BATCH,
+  type BlobKind,
+  type KindExpiry,
+  type ExpiryReport,
+  type SweepOptions,
+  type ExpireCommandOptions,
+} from './retention.js';
+
 /** A test case as the agent parses it from JUnit XML (the shape of CircleCI's /tests items). */
 export interface TestCase {
   name: string;
@@ -320,7 +333,8 @@ export function createBlobs(res: Resources): Blobs {
 
     async putTestResults(task, tests) {
       await db.transaction(async (tx) => {
-        await checkLease(tx, task.taskId, task.leaseId, clock.now(), 'FOR SHARE');
+        const now = clock.now();
+        await checkLease(tx, task.taskId, task.leaseId, now, 'FOR SHARE');
         // one store_test_results step after another: each batch follows the last
         const r = await tx.query<{ next: number }>(
           'SELECT COALESCE(MAX(seq) + 1, 0) AS next FROM test_results WHERE job_id = $1 AND node_index = $2',
@@ -330,7 +344,7 @@ export function createBlobs(res: Resources): Blobs {
         const BATCH = 500;
         for (let i = 0; i < tests.length; i += BATCH) {
           const batch = tests.slice(i, i + BATCH);
-          const params: unknown[] = [task.jobId, task.nodeIndex];
+          const params: unknown[] = [task.jobId, task.nodeIndex, now];
           const values = batch.map((t) => {
             params.push(
               seq++,
@@ -343,10 +357,11 @@ export function createBlobs(res: Resources): Blobs {
               t.source ?? 'unknown',
             );
             const b = params.length - 8;
-            return `($1, $2, ${Array.from({ length: 8 }, (_, k) => `$${b + k + 1}`).join(', ')})`;
+            return `($1, $2, ${Array.from({ length: 8 }, (_, k) => `$${b + k + 1}`).join(', ')}, $3)`;
           });
           await tx.query(
-            `INSERT INTO test_results (job_id, node_index, seq, name, classname, file, result, message, run_time, source)
+            `INSERT INTO test_results (job_id, node_index, seq, name, classname, file, result, message, run_time, source,
+               created_at)
              VALUES ${values.join(', ')}`,
             params,
           );

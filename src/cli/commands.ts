@@ -298,6 +298,24 @@ function registerAdminCommands(program: Command): void {
         print: (line) => console.log(line),
       });
     });
+  admin
+    .command('expire')
+    .description(
+      'remove artifacts, test results, caches and workspace layers past their retention now ' +
+        '(servers also do it every hour; with the embedded database, stop the server first)',
+    )
+    .option('--dry-run', 'count what would be removed, remove nothing')
+    .action(async (opts: { dryRun?: boolean }) => {
+      const { loadSettings } = await import('../ops/index.js');
+      const { expireCommand } = await import('../blobs/index.js');
+      const report = await expireCommand({
+        settings: loadSettings(process.env),
+        dryRun: Boolean(opts.dryRun),
+        print: (line) => console.log(line),
+      });
+      // objects that could not be deleted are orphans now: a script running this should notice
+      if (Object.values(report.kinds).some((k) => k.objectErrors > 0)) process.exitCode = 1;
+    });
   withServer(admin.command('agent-token <resource-class>'))
     .description("create an agent token for a resource class (e.g. 'myns/runner' or 'machine:*')")
     .option('--name <name>', 'label', 'agent')

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { buildApp } from '../api/index.js';
 import { createAccounts, type Accounts } from '../accounts/index.js';
+import { RetentionLoop } from '../blobs/index.js';
 import { detectSandbox } from '../agent/index.js';
 import { createPipelineEngine, secretsPreparer, type PipelineEngine } from '../pipelines/index.js';
 import { createSecretStore, openKeyring } from '../secrets/index.js';
@@ -54,6 +55,8 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
 
   await engine.recover();
   scheduler.start();
+  const retention = new RetentionLoop(res);
+  retention.start();
 
   let agents: { stop(): Promise<void> } | undefined;
   if (settings.localAgents > 0) {
@@ -79,6 +82,7 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
       // Agents first: they flush buffered step output to the still-listening server, then exit.
       await agents?.stop();
       await app.close();
+      await retention.stop();
       await scheduler.stop();
       await engine.stop();
       await db.close();

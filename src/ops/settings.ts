@@ -44,6 +44,14 @@ export interface Settings {
   s3SecretAccessKey?: string;
   /** serve html/css/javascript/xml artifacts with their own content types (CircleCI's "unsafe artifacts") */
   unsafeArtifacts?: boolean;
+  /** days artifacts and test results are kept (CircleCI Server: 30); 0 keeps them forever */
+  artifactRetentionDays: number;
+  /** days a saved cache is kept, counted from its save (CircleCI Server: 15); 0 keeps them forever */
+  cacheRetentionDays: number;
+  /** days workspace layers are kept (CircleCI Server: 15); 0 keeps them forever */
+  workspaceRetentionDays: number;
+  /** how often the server sweeps expired artifacts, test results, caches and workspace layers */
+  retentionSweepMs: number;
   /** the config file read, if any */
   configFile?: string;
 }
@@ -60,6 +68,18 @@ function int(name: string, raw: string, min: number): number {
     throw new TorusError(
       'TORUS_E_SETTINGS',
       `${name} must be an integer ≥ ${min}, got ${JSON.stringify(raw)}`,
+    );
+  }
+  return n;
+}
+
+/** A retention in days: 0 (forever) up to a century, so the cut-off stays a valid date. */
+function retentionDays(name: string, raw: string): number {
+  const n = int(name, raw, 0);
+  if (n > 36_500) {
+    throw new TorusError(
+      'TORUS_E_SETTINGS',
+      `${name} must be at most 36500 days, got ${n}; use 0 to keep forever`,
     );
   }
   return n;
@@ -160,6 +180,26 @@ const KEYS: Key[] = [
     yaml: 'unsafe_artifacts',
     apply: (s, v) => (s.unsafeArtifacts = bool('TORUS_UNSAFE_ARTIFACTS', v)),
   },
+  {
+    env: 'TORUS_ARTIFACT_RETENTION_DAYS',
+    yaml: 'artifact_retention_days',
+    apply: (s, v) => (s.artifactRetentionDays = retentionDays('TORUS_ARTIFACT_RETENTION_DAYS', v)),
+  },
+  {
+    env: 'TORUS_CACHE_RETENTION_DAYS',
+    yaml: 'cache_retention_days',
+    apply: (s, v) => (s.cacheRetentionDays = retentionDays('TORUS_CACHE_RETENTION_DAYS', v)),
+  },
+  {
+    env: 'TORUS_WORKSPACE_RETENTION_DAYS',
+    yaml: 'workspace_retention_days',
+    apply: (s, v) => (s.workspaceRetentionDays = retentionDays('TORUS_WORKSPACE_RETENTION_DAYS', v)),
+  },
+  {
+    env: 'TORUS_RETENTION_SWEEP_MS',
+    yaml: 'retention_sweep_ms',
+    apply: (s, v) => (s.retentionSweepMs = int('TORUS_RETENTION_SWEEP_MS', v, 1_000)),
+  },
 ];
 
 export const SETTING_KEYS = KEYS.map((k) => ({ env: k.env, yaml: k.yaml }));
@@ -177,6 +217,10 @@ export function defaultSettings(): Settings {
     heartbeatMs: 5_000,
     maxLeaseRequeues: 2,
     sandbox: 'auto',
+    artifactRetentionDays: 30,
+    cacheRetentionDays: 15,
+    workspaceRetentionDays: 15,
+    retentionSweepMs: 3_600_000,
   };
 }
 
