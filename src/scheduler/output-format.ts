@@ -70,12 +70,8 @@ function readHeader(buf: Buffer, at: number): { header: Header; next: number } {
   return { header: h as Header, next: nl + 1 };
 }
 
-/**
- * Checks every record of a buffer and says where each is. Throws a TorusError (400) naming the
- * first thing wrong: agents' requests are checked with it before anything is stored.
- */
-export function scanRecords(buf: Buffer): RecordSpan[] {
-  const spans: RecordSpan[] = [];
+/** Each record of a buffer: its header, where its text starts, and where it ends (after its newline). */
+function* records(buf: Buffer): Generator<{ header: Header; start: number; text: number; end: number }> {
   let at = 0;
   while (at < buf.length) {
     if (buf[at] === NEWLINE) {
@@ -90,35 +86,27 @@ export function scanRecords(buf: Buffer): RecordSpan[] {
         throw bad(at, `a frame of ${header.bytes} bytes must be followed by a newline`);
       end++;
     }
-    spans.push({ seq: header.seq, start: at, end });
+    yield { header, start: at, text: next, end };
     at = end;
   }
+}
+
+/**
+ * Checks every record of a buffer and says where each is. Throws a TorusError (400) naming the
+ * first thing wrong: agents' requests are checked with it before anything is stored.
+ */
+export function scanRecords(buf: Buffer): RecordSpan[] {
+  const spans: RecordSpan[] = [];
+  for (const r of records(buf)) spans.push({ seq: r.header.seq, start: r.start, end: r.end });
   return spans;
 }
 
-/** The chunks of a buffer of records (stored output: checked when it was written). */
+/** The chunks of a buffer of records. */
 export function decodeRecords(buf: Buffer): OutputChunk[] {
   const out: OutputChunk[] = [];
-  let at = 0;
-  while (at < buf.length) {
-    if (buf[at] === NEWLINE) {
-      at++;
-      continue;
-    }
-    const { header, next } = readHeader(buf, at);
-    if (header.bytes === undefined) {
-      out.push({ seq: header.seq, stream: header.stream, time: header.time, data: header.data ?? '' });
-      at = next;
-    } else {
-      const end = next + header.bytes;
-      out.push({
-        seq: header.seq,
-        stream: header.stream,
-        time: header.time,
-        data: buf.toString('utf8', next, end),
-      });
-      at = end + 1;
-    }
+  for (const { header: h, text, end } of records(buf)) {
+    const data = h.bytes === undefined ? (h.data ?? '') : buf.toString('utf8', text, end - 1);
+    out.push({ seq: h.seq, stream: h.stream, time: h.time, data });
   }
   return out;
 }

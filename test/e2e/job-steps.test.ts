@@ -3,7 +3,7 @@
 // parallelism with `circleci tests split`, store_test_results and store_artifacts — then the
 // results through API v2 (tests, artifacts with safe content types).
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTorusServer, api, makeGitRepo, type TorusProcess } from '../harness/torus.js';
+import { startTorusServer, api, makeGitRepo, type TorusProcess, jobOutput } from '../harness/torus.js';
 import { waitFor } from '../harness/net.js';
 import { BUSYBOX_IMAGE, requireDocker } from '../harness/docker.js';
 
@@ -114,20 +114,7 @@ describe.skipIf(!hasDocker)('job steps in docker', () => {
       });
     });
     const test = jobs.find((j) => j.name === 'test')!;
-    const outputOf = async (n: number) => {
-      const v1 = await api<{
-        steps: Array<{ name: string; actions: Array<{ output_url: string; index: number }> }>;
-      }>(server.url, 'GET', `/api/v1.1/project/${slug}/${n}`);
-      const texts: string[] = [];
-      for (const s of v1.body.steps)
-        for (const a of s.actions) {
-          const msgs = await fetch(a.output_url, { headers: { 'circle-token': server.token } }).then(
-            (r) => r.json() as Promise<Array<{ message: string }>>,
-          );
-          texts.push(`## ${s.name} [${a.index}]\n` + msgs.map((m) => m.message).join(''));
-        }
-      return texts.join('\n');
-    };
+    const outputOf = (n: number) => jobOutput(server, slug, n);
     const log = await outputOf(test.job_number!);
     expect(
       jobs.map((j) => j.status),

@@ -4,7 +4,7 @@
 // rerun from failed still runs every file; a workflow whose failed job stored no failed test is
 // refused with CircleCI's message.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTorusServer, api, makeGitRepo, type TorusProcess } from '../harness/torus.js';
+import { startTorusServer, api, makeGitRepo, type TorusProcess, jobOutput } from '../harness/torus.js';
 import { waitFor } from '../harness/net.js';
 
 // tests/b.sh fails in the first run only: a rerun has its own workflow id but keeps the workspace id
@@ -108,20 +108,7 @@ describe('rerun failed tests', () => {
         );
       });
     };
-    const outputOf = async (n: number) => {
-      const v1 = await api<{
-        steps: Array<{ name: string; actions: Array<{ output_url: string; index: number }> }>;
-      }>(server.url, 'GET', `/api/v1.1/project/${slug}/${n}`);
-      const texts: string[] = [];
-      for (const s of v1.body.steps)
-        for (const a of s.actions) {
-          const msgs = await fetch(a.output_url, { headers: { 'circle-token': server.token } }).then(
-            (r) => r.json() as Promise<Array<{ message: string }>>,
-          );
-          texts.push(`## ${s.name} [${a.index}]\n` + msgs.map((m) => m.message).join(''));
-        }
-      return texts.join('\n');
-    };
+    const outputOf = (n: number) => jobOutput(server, slug, n);
     const testsOf = async (n: number) =>
       (await api<{ items: TestItem[] }>(server.url, 'GET', `/api/v2/project/${slug}/${n}/tests`)).body.items
         .map((t) => `${t.file} ${t.result}`)

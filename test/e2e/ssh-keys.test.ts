@@ -5,7 +5,7 @@
 // fails saying which one and where keys are added.
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { startTorusServer, api, makeGitRepo, type TorusProcess } from '../harness/torus.js';
+import { startTorusServer, api, makeGitRepo, type TorusProcess, jobOutput } from '../harness/torus.js';
 import { waitFor } from '../harness/net.js';
 import { requireDocker } from '../harness/docker.js';
 import { SSH_IMAGE, ensureSshImage, generateSshKey, requireSshTools } from '../harness/ssh.js';
@@ -115,22 +115,7 @@ describe.skipIf(!hasSsh)('add_ssh_keys end to end', () => {
       });
     });
 
-    const outputOf = async (n: number) => {
-      const v1 = await api<{ steps: Array<{ name: string; actions: Array<{ output_url: string }> }> }>(
-        server.url,
-        'GET',
-        `/api/v1.1/project/${slug}/${n}`,
-      );
-      const texts: string[] = [];
-      for (const s of v1.body.steps)
-        for (const a of s.actions) {
-          const msgs = await fetch(a.output_url, { headers: { 'circle-token': server.token } }).then(
-            (r) => r.json() as Promise<Array<{ message: string }>>,
-          );
-          texts.push(`## ${s.name}\n` + msgs.map((m) => m.message).join(''));
-        }
-      return texts.join('\n');
-    };
+    const outputOf = (n: number) => jobOutput(server, slug, n);
     const secretLines = privateKey
       .split('\n')
       .map((l) => l.trim())

@@ -141,3 +141,19 @@ export async function api<T = unknown>(
   const text = await res.text();
   return { status: res.status, body: (text ? JSON.parse(text) : undefined) as T };
 }
+
+/** A job's whole output, every step of every parallel run, through the v1.1 output URLs: `## <step> [<run>]` then its text. */
+export async function jobOutput(server: TorusProcess, slug: string, jobNumber: number): Promise<string> {
+  const v1 = await api<{
+    steps: Array<{ name: string; actions: Array<{ output_url: string; index: number }> }>;
+  }>(server.url, 'GET', `/api/v1.1/project/${slug}/${jobNumber}`);
+  const texts: string[] = [];
+  for (const s of v1.body.steps)
+    for (const a of s.actions) {
+      const msgs = await fetch(a.output_url, { headers: { 'circle-token': server.token } }).then(
+        (r) => r.json() as Promise<Array<{ message: string }>>,
+      );
+      texts.push(`## ${s.name} [${a.index}]\n` + msgs.map((m) => m.message).join(''));
+    }
+  return texts.join('\n');
+}
