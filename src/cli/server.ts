@@ -55,6 +55,7 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
 
   await engine.recover();
   scheduler.start();
+  engine.startSchedules();
   const retention = new RetentionLoop(res);
   retention.start();
 

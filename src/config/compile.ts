@@ -31,6 +31,7 @@ import {
   type ParameterDecl,
   type SubstitutionPass,
 } from './params.js';
+import { CronError, parseCron } from './cron.js';
 import { parseFast } from './fast-source.js';
 import { validateSchema } from './schema.js';
 import { checkSource, parseSource, SourceMap, type MapValue, type Value } from './source.js';
@@ -128,6 +129,9 @@ class Compiler {
           pipelinePass: this.pipelinePass,
         };
         await loadOrbs(orbCtx, this.root, this.config.orbs, this.config, 0);
+        // as CircleCI: a config whose orbs cannot be resolved gets only those errors (nothing else
+        // can be checked against elements that are missing)
+        if (this.root.unresolvedOrbs.size > 0 && ctx.errors.length > 0) return undefined;
       }
     } else {
       for (const key of ['orbs', 'commands', 'executors', 'parameters']) {
@@ -1004,6 +1008,19 @@ class Compiler {
         );
         return;
       }
+      try {
+        parseCron(s.cron);
+      } catch (err) {
+        if (!(err instanceof CronError)) throw err;
+        report(
+          this.ctx,
+          'TORUS_E_CONFIG_CRON',
+          `the cron of trigger ${i + 1} of workflow ${workflow} is not valid: ${err.message}`,
+          { container: s, key: 'cron' },
+          'write five fields in UTC: minute hour day-of-month month day-of-week, e.g. "0 2 * * 1-5"',
+        );
+        return;
+      }
       out.push({ cron: s.cron, filters: normalizeFilters(s.filters) });
     });
     return out;
@@ -1158,12 +1175,15 @@ async function compileTree(
   if (!version) return { ok: false, errors: ctx.errors };
   // CircleCI's JSON schema (patched where CircleCI accepts more) describes 2.1 sources only. Its
   // findings count when the compiler's own rules, whose messages are CircleCI's, find nothing.
-  const schemaErrors: ConfigError[] = stopAtFirst ? stoppingList() : [];
-  if (version === '2.1') validateSchema(root, { file, sourceMap, errors: schemaErrors });
+  // (checked after the compile, which leaves `root` as it was: its own errors come first)
   const compiler = new Compiler(ctx, root, version, opts);
   const result = await compiler.compile();
   if (!result || ctx.errors.length > 0) return { ok: false, errors: dedupe(ctx.errors) };
-  if (schemaErrors.length > 0) return { ok: false, errors: schemaErrors };
+  if (version === '2.1') {
+    const schemaErrors: ConfigError[] = stopAtFirst ? stoppingList() : [];
+    validateSchema(root, { file, sourceMap, errors: schemaErrors });
+    if (schemaErrors.length > 0) return { ok: false, errors: schemaErrors };
+  }
   // written on first read (most callers want only the config); an enumerable getter, so spreads and
   // JSON see it as a plain property. `processed` is a fresh tree no other stage holds.
   const processed = result.processed;

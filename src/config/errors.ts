@@ -49,6 +49,8 @@ export const CONFIG_ERROR_CODES = {
   TORUS_E_CONFIG_LOGIC: 'bad logic statement',
   /** a `<< >>` expression does not parse or evaluate */
   TORUS_E_CONFIG_EXPRESSION: 'bad expression',
+  /** a scheduled workflow's `cron:` is not a five-field cron expression */
+  TORUS_E_CONFIG_CRON: 'bad cron expression',
   /** a 2.1 config breaks CircleCI's config JSON schema (as patched where CircleCI is laxer, schema.ts) */
   TORUS_E_CONFIG_SCHEMA: 'config does not match the schema',
   /** a feature Torus does not support yet */

@@ -5,3 +5,4 @@ export { DEFAULT_NO_OUTPUT_TIMEOUT_MS, parseDuration } from './normalize.js';
 export { CONFIG_ERROR_CODES, type ConfigErrorCode } from './errors.js';
 export { CONFIG_YAML_OPTIONS } from './source.js';
 export type * from './model.js';
+export { CronError, nextCronTime, parseCron, type CronSchedule } from './cron.js';

@@ -52,6 +52,8 @@ export interface Settings {
   workspaceRetentionDays: number;
   /** how often the server sweeps expired artifacts, test results, caches and workspace layers */
   retentionSweepMs: number;
+  /** how often each server checks for workflow schedules that are due (`triggers: - schedule:`) */
+  scheduleTickMs: number;
   /** the config file read, if any */
   configFile?: string;
 }
@@ -200,6 +202,11 @@ const KEYS: Key[] = [
     yaml: 'retention_sweep_ms',
     apply: (s, v) => (s.retentionSweepMs = int('TORUS_RETENTION_SWEEP_MS', v, 1_000)),
   },
+  {
+    env: 'TORUS_SCHEDULE_TICK_MS',
+    yaml: 'schedule_tick_ms',
+    apply: (s, v) => (s.scheduleTickMs = int('TORUS_SCHEDULE_TICK_MS', v, 100)),
+  },
 ];
 
 export const SETTING_KEYS = KEYS.map((k) => ({ env: k.env, yaml: k.yaml }));
@@ -221,6 +228,7 @@ export function defaultSettings(): Settings {
     cacheRetentionDays: 15,
     workspaceRetentionDays: 15,
     retentionSweepMs: 3_600_000,
+    scheduleTickMs: 15_000,
   };
 }
 

@@ -2,70 +2,21 @@
 // config runs its setup workflow with CIRCLE_CONTINUATION_KEY, and continuePipeline compiles the
 // continuation config into workflows — or refuses (bad/used/expired key, parameters) or errors the
 // pipeline (config that does not compile). The scheduler is a recording fake.
-import { execFileSync } from 'node:child_process';
-import { randomUUID } from 'node:crypto';
-import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { databaseKinds, openTestDatabase } from '../../test/harness/db.js';
 import { requirePart } from '../../test/harness/parts.js';
 import { createLogger, defaultSettings, randomIds, type Resources } from '../ops/index.js';
-import type { TaskSpec } from '../scheduler/protocol.js';
-import { FsObjectStore, type Database, type Queryable } from '../storage/index.js';
-import { createPipelineEngine, type EngineScheduler, type PipelineEngine } from './index.js';
+import { FsObjectStore, type Database } from '../storage/index.js';
+import { createPipelineEngine, type PipelineEngine } from './index.js';
+import { FakeScheduler, RepoFactory } from './testing.js';
 
 const hasGit = requirePart('git', 'continuation tests');
 
-interface Enqueued {
-  jobId: string;
-  resourceClass: string;
-  specs: Omit<TaskSpec, 'taskId'>[];
-}
-
-class FakeScheduler implements EngineScheduler {
-  enqueued: Enqueued[] = [];
-  enqueue(_tx: Queryable, job: Enqueued): Promise<string[]> {
-    this.enqueued.push(job);
-    return Promise.resolve(job.specs.map(() => randomUUID()));
-  }
-  cancelJob(): Promise<{ runningTasks: number }> {
-    return Promise.resolve({ runningTasks: 0 });
-  }
-  /** the enqueued job of that name (latest) */
-  job(name: string): Enqueued {
-    const e = this.enqueued.filter((x) => x.specs[0]!.jobName === name).pop();
-    if (!e) throw new Error(`job ${name} was not enqueued`);
-    return e;
-  }
-}
-
-const tmpRoot = mkdtempSync(join(tmpdir(), 'torus-continuation-'));
-let seq = 0;
-
-function makeRepo(files: Record<string, string>): string {
-  const dir = join(tmpRoot, `repo-${++seq}`);
-  mkdirSync(dir, { recursive: true });
-  const git = (...args: string[]) =>
-    execFileSync('git', args, {
-      cwd: dir,
-      env: {
-        ...process.env,
-        GIT_AUTHOR_NAME: 'Ada',
-        GIT_AUTHOR_EMAIL: 'ada@example.com',
-        GIT_COMMITTER_NAME: 'Ada',
-        GIT_COMMITTER_EMAIL: 'ada@example.com',
-      },
-    });
-  git('init', '-q', '-b', 'main');
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  }
-  git('add', '-A');
-  git('commit', '-q', '-m', 'first');
-  return dir;
-}
+const repos = new RepoFactory('torus-continuation-');
+const tmpRoot = repos.root;
+const makeRepo = (files: Record<string, string>) => repos.make(files);
 
 const SETUP = `version: 2.1
 setup: true

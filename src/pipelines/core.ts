@@ -67,7 +67,20 @@ export interface PipelineRecord {
   revision: string | null;
   parameters: Record<string, string | number | boolean>;
   created_at: Date;
+  /** set when a legacy workflow schedule (`triggers: - schedule:`) started the pipeline */
+  scheduled_workflow: ScheduledWorkflow | null;
 }
+
+export interface ScheduledWorkflow {
+  /** the workflow_schedules row */
+  id: string;
+  workflow: string;
+  cron: string;
+}
+
+/** The columns of a PipelineRecord, for SELECT and RETURNING. */
+export const PIPELINE_COLUMNS =
+  'id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision, parameters, created_at, scheduled_workflow';
 
 export interface WorkflowRecord {
   id: string;

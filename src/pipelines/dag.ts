@@ -9,6 +9,7 @@ import {
   type PipelineRecord,
   type ProjectRecord,
   type WorkflowRecord,
+  PIPELINE_COLUMNS,
   PROJECT_COLUMNS,
   lockWorkflow,
   notifyPipelineChanged,
@@ -174,7 +175,7 @@ interface QueueContext {
 
 async function loadQueueContext(tx: Queryable, pipelineId: string): Promise<QueueContext> {
   const { rows } = await tx.query<PipelineRecord>(
-    `SELECT id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision, parameters, created_at
+    `SELECT ${PIPELINE_COLUMNS}
        FROM pipelines WHERE id = $1`,
     [pipelineId],
   );

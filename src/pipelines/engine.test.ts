@@ -1,79 +1,22 @@
 // The pipelines engine end to end on real git repositories and both databases: projects, triggers,
 // config errors, filters, the DAG (requires with statuses, approvals), cancel, rerun, recover.
 // The scheduler is a recording fake: tests drive jobs with onTaskStarted/onJobFinished.
-import { execFileSync } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { databaseKinds, openTestDatabase } from '../../test/harness/db.js';
 import { requirePart } from '../../test/harness/parts.js';
 import { createLogger, defaultSettings, randomIds, systemClock, type Resources } from '../ops/index.js';
-import type { TaskSpec } from '../scheduler/protocol.js';
-import { FsObjectStore, type Database, type Queryable } from '../storage/index.js';
-import { createPipelineEngine, GitVcsProvider, type EngineScheduler, type PipelineEngine } from './index.js';
+import { FsObjectStore, type Database } from '../storage/index.js';
+import { createPipelineEngine, GitVcsProvider, type PipelineEngine } from './index.js';
+import { commit, config, FakeScheduler, git, RepoFactory } from './testing.js';
 
 const hasGit = requirePart('git', 'pipelines engine tests');
 
-interface Enqueued {
-  jobId: string;
-  resourceClass: string;
-  specs: Omit<TaskSpec, 'taskId'>[];
-}
-
-class FakeScheduler implements EngineScheduler {
-  enqueued: Enqueued[] = [];
-  canceled: string[] = [];
-  /** jobs whose tasks an agent is running: cancel leaves them to report back */
-  running = new Set<string>();
-  enqueue(_tx: Queryable, job: Enqueued): Promise<string[]> {
-    this.enqueued.push(job);
-    return Promise.resolve(job.specs.map(() => randomUUID()));
-  }
-  cancelJob(_tx: Queryable, jobId: string): Promise<{ runningTasks: number }> {
-    this.canceled.push(jobId);
-    return Promise.resolve({ runningTasks: this.running.has(jobId) ? 1 : 0 });
-  }
-}
-
-const tmpRoot = mkdtempSync(join(tmpdir(), 'torus-pipelines-'));
-let seq = 0;
-
-function git(cwd: string, ...args: string[]): string {
-  return execFileSync('git', args, {
-    cwd,
-    encoding: 'utf8',
-    env: {
-      ...process.env,
-      GIT_AUTHOR_NAME: 'Ada',
-      GIT_AUTHOR_EMAIL: 'ada@example.com',
-      GIT_COMMITTER_NAME: 'Ada',
-      GIT_COMMITTER_EMAIL: 'ada@example.com',
-    },
-  }).trim();
-}
-
-/** A new repository on branch main whose first commit holds `files`. */
-function makeRepo(files: Record<string, string>, message = 'first commit'): string {
-  const dir = join(tmpRoot, `repo-${++seq}`);
-  mkdirSync(dir, { recursive: true });
-  git(dir, 'init', '-q', '-b', 'main');
-  commit(dir, files, message);
-  return dir;
-}
-
-function commit(dir: string, files: Record<string, string>, message: string): string {
-  for (const [path, text] of Object.entries(files)) {
-    mkdirSync(dirname(join(dir, path)), { recursive: true });
-    writeFileSync(join(dir, path), text);
-  }
-  git(dir, 'add', '-A');
-  git(dir, 'commit', '-q', '--allow-empty', '-m', message);
-  return git(dir, 'rev-parse', 'HEAD');
-}
-
-const config = (yaml: string) => ({ '.circleci/config.yml': yaml });
+const repos = new RepoFactory('torus-pipelines-');
+const tmpRoot = repos.root;
+const makeRepo = (files: Record<string, string>, message?: string) => repos.make(files, message);
 
 const SIMPLE = `version: 2.1
 jobs:

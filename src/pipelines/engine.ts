@@ -15,6 +15,7 @@ import {
   type CreateProjectInput,
   type ProjectRow,
 } from './projects.js';
+import { fireDueSchedules, listWorkflowSchedules, ScheduleLoop } from './schedules.js';
 import { insertPipeline, processPipeline, type TriggerInput } from './trigger.js';
 import { GitVcsProvider, type VcsProvider } from './vcs.js';
 
@@ -45,8 +46,23 @@ export interface PipelineEngine {
   onJobFinished(jobId: string, outcome: TaskOutcome): Promise<void>;
   /** at start: finish pipelines left in 'created' by a crash, re-evaluate workflows whose jobs finished meanwhile. */
   recover(): Promise<void>;
+  /** fires the workflow schedules that are due (the ScheduleLoop's tick); returns the new pipelines' ids */
+  fireSchedules(): Promise<string[]>;
+  /** a project's legacy workflow schedules (`triggers: - schedule:`) with their next times */
+  listWorkflowSchedules(projectId: string): Promise<WorkflowScheduleInfo[]>;
+  /** starts firing workflow schedules every settings.scheduleTickMs (servers call it after recover()) */
+  startSchedules(): void;
   /** waits for background work; stops accepting triggers */
   stop(): Promise<void>;
+}
+
+export interface WorkflowScheduleInfo {
+  id: string;
+  branch: string;
+  workflow: string;
+  cron: string;
+  nextRunAt: Date;
+  lastRunAt: Date | null;
 }
 
 export interface PipelineEngineDeps {
@@ -70,6 +86,13 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
   /** background processing of pipelines, by id, until it ends */
   const inflight = new Map<string, Promise<void>>();
   let stopped = false;
+  const fireSchedules = async (): Promise<string[]> => {
+    if (stopped) return [];
+    const ids = await fireDueSchedules(core);
+    for (const id of ids) void startProcessing(id).catch(() => undefined); // logged in startProcessing
+    return ids;
+  };
+  const scheduleLoop = new ScheduleLoop(res, fireSchedules, res.settings.scheduleTickMs);
 
   function startProcessing(pipelineId: string): Promise<void> {
     const existing = inflight.get(pipelineId);
@@ -149,8 +172,13 @@ export function createPipelineEngine(res: Resources, deps: PipelineEngineDeps): 
       }
     },
 
+    fireSchedules,
+    listWorkflowSchedules: (projectId) => listWorkflowSchedules(res.db, projectId),
+    startSchedules: () => scheduleLoop.start(),
+
     async stop() {
       stopped = true;
+      await scheduleLoop.stop();
       await Promise.allSettled([...inflight.values()]);
     },
   };

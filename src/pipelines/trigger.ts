@@ -11,12 +11,15 @@ import {
   type EngineCore,
   type PipelineRecord,
   type ProjectRecord,
+  type ScheduledWorkflow,
+  PIPELINE_COLUMNS,
   PROJECT_COLUMNS,
   isUuid,
   notifyPipelineChanged,
 } from './core.js';
 import { createWorkflow } from './dag.js';
 import { FilterPatternError, selectWorkflowJobs } from './filters.js';
+import { isScheduledHere, syncWorkflowSchedules } from './schedules.js';
 import type { PipelineError } from './pipeline-state.js';
 import { queueKeyOf } from './task-spec.js';
 import { VcsError, type ResolvedCommit } from './vcs.js';
@@ -32,6 +35,8 @@ export interface TriggerInput {
   parameters?: Record<string, string | number | boolean>;
   actorId?: string;
   triggerType: TriggerType;
+  /** a legacy workflow schedule firing (schedules.ts): the pipeline runs that workflow alone */
+  scheduledWorkflow?: ScheduledWorkflow;
 }
 
 // CircleCI's limits on API-supplied pipeline parameters
@@ -90,46 +95,58 @@ export function validateParameters(params: Record<string, unknown>): void {
 
 export async function insertPipeline(core: EngineCore, input: TriggerInput): Promise<PipelineRecord> {
   validateTrigger(input);
-  return core.res.db.transaction(async (tx) => {
-    const proj = isUuid(input.projectId)
-      ? await tx.query<{ default_branch: string }>(
-          'UPDATE projects SET next_pipeline_number = next_pipeline_number + 1 WHERE id = $1 RETURNING default_branch, next_pipeline_number - 1 AS number',
-          [input.projectId],
-        )
-      : { rows: [] };
-    const project = proj.rows[0] as { default_branch: string; number: number } | undefined;
-    if (!project) throw new TorusError('TORUS_E_NOT_FOUND', `Project not found: ${input.projectId}`);
-    // neither branch nor tag: the default branch, as CircleCI's trigger API does
-    const branch = input.tag ? null : (input.branch ?? project.default_branch);
-    const now = core.res.clock.now();
-    const { rows } = await tx.query<PipelineRecord>(
-      `INSERT INTO pipelines (id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision,
-         parameters, created_at, updated_at)
-       VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $6, $6)
-       RETURNING id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision, parameters, created_at`,
-      [
-        core.res.ids.uuid(),
-        input.projectId,
-        project.number,
-        input.triggerType,
-        input.actorId ?? null,
-        now,
-        branch,
-        input.tag ?? null,
-        input.revision?.toLowerCase() ?? null,
-        JSON.stringify(input.parameters ?? {}),
-      ],
-    );
-    const pipeline = rows[0];
-    if (!pipeline) throw new Error('internal: pipeline insert returned nothing');
-    await notifyPipelineChanged(tx, pipeline.id);
-    return pipeline;
-  });
+  return core.res.db.transaction((tx) => insertPipelineIn(core, tx, input));
 }
 
-/** pipeline.trigger_source (deprecated but still read): webhook | api | scheduled_pipeline. */
-function triggerSource(t: string): string {
-  return t === 'explicit' ? 'api' : t;
+/** insertPipeline inside the caller's transaction (the input already validated). */
+export async function insertPipelineIn(
+  core: EngineCore,
+  tx: Queryable,
+  input: TriggerInput,
+): Promise<PipelineRecord> {
+  const proj = isUuid(input.projectId)
+    ? await tx.query<{ default_branch: string }>(
+        'UPDATE projects SET next_pipeline_number = next_pipeline_number + 1 WHERE id = $1 RETURNING default_branch, next_pipeline_number - 1 AS number',
+        [input.projectId],
+      )
+    : { rows: [] };
+  const project = proj.rows[0] as { default_branch: string; number: number } | undefined;
+  if (!project) throw new TorusError('TORUS_E_NOT_FOUND', `Project not found: ${input.projectId}`);
+  // neither branch nor tag: the default branch, as CircleCI's trigger API does
+  const branch = input.tag ? null : (input.branch ?? project.default_branch);
+  const now = core.res.clock.now();
+  const { rows } = await tx.query<PipelineRecord>(
+    `INSERT INTO pipelines (id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision,
+       parameters, created_at, updated_at, scheduled_workflow)
+     VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $6, $6, $11)
+     RETURNING ${PIPELINE_COLUMNS}`,
+    [
+      core.res.ids.uuid(),
+      input.projectId,
+      project.number,
+      input.triggerType,
+      input.actorId ?? null,
+      now,
+      branch,
+      input.tag ?? null,
+      input.revision?.toLowerCase() ?? null,
+      JSON.stringify(input.parameters ?? {}),
+      input.scheduledWorkflow ? JSON.stringify(input.scheduledWorkflow) : null,
+    ],
+  );
+  const pipeline = rows[0];
+  if (!pipeline) throw new Error('internal: pipeline insert returned nothing');
+  await notifyPipelineChanged(tx, pipeline.id);
+  return pipeline;
+}
+
+/**
+ * pipeline.trigger_source (deprecated but still read): webhook | api | scheduled_pipeline, and
+ * `schedule` for a legacy scheduled workflow.
+ */
+function triggerSource(pipeline: PipelineRecord): string {
+  if (pipeline.scheduled_workflow) return 'schedule';
+  return pipeline.trigger_type === 'explicit' ? 'api' : pipeline.trigger_type;
 }
 
 /** pipeline.trigger.type and pipeline.event.name for a plain-git trigger. */
@@ -179,7 +196,7 @@ export function pipelineValuesOf(v: ValueInputs): PipelineValues {
     'pipeline.git.commit.committer_email': commit.committerEmail,
     'pipeline.git.origin_repo_url': project.vcs_url,
     'pipeline.git.target_repo_url': project.vcs_url,
-    'pipeline.trigger_source': triggerSource(pipeline.trigger_type),
+    'pipeline.trigger_source': triggerSource(pipeline),
     'pipeline.trigger.type': kind.type,
     'pipeline.event.name': kind.event,
     'pipeline.event.action': kind.event,
@@ -198,7 +215,7 @@ export async function loadPipeline(
   pipelineId: string,
 ): Promise<{ pipeline: PipelineRecord; project: ProjectRecord } | null> {
   const { rows } = await core.res.db.query<PipelineRecord>(
-    `SELECT id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision, parameters, created_at
+    `SELECT ${PIPELINE_COLUMNS}
        FROM pipelines WHERE id = $1`,
     [pipelineId],
   );
@@ -517,6 +534,8 @@ async function createAll(
     // the state is stored from here on: the DAG gives the jobs of a setup workflow a continuation key
     // the revision is stored from here on: the DAG's queue step reads it
     await createWorkflows(core, tx, pipeline, config, selections);
+    // a branch's newest config decides its workflow schedules
+    if (!f.setup && pipeline.branch) await syncWorkflowSchedules(core, tx, pipeline, config);
     await notifyPipelineChanged(tx, pipelineId);
   });
 }
@@ -526,10 +545,12 @@ export function selectWorkflows(
   pipeline: PipelineRecord,
 ): { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[] {
   const out: { workflow: CompiledWorkflow; jobs: WorkflowJob[] }[] = [];
+  const scheduled = pipeline.scheduled_workflow;
   for (const workflow of config.workflows) {
-    // legacy scheduled workflows (`triggers:`) run only on their own cron schedule (a later issue),
-    // never in pipelines triggered by a push, the API or a scheduled pipeline
-    if (workflow.triggers.length > 0) continue;
+    // legacy scheduled workflows (`triggers:`) run only when their schedule fires (schedules.ts),
+    // alone, never in pipelines triggered by a push, the API or a scheduled pipeline
+    if (scheduled ? !isScheduledHere(workflow, scheduled, pipeline.branch) : workflow.triggers.length > 0)
+      continue;
     const jobs = selectWorkflowJobs(workflow.jobs, { branch: pipeline.branch, tag: pipeline.tag });
     if (jobs.length > 0) out.push({ workflow, jobs });
   }

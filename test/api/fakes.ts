@@ -127,6 +127,13 @@ export function fakeEngine(res: Resources): PipelineEngine & { calls: EngineCall
     async onTaskStarted() {},
     async onJobFinished() {},
     async recover() {},
+    async fireSchedules() {
+      return [];
+    },
+    async listWorkflowSchedules() {
+      return [];
+    },
+    startSchedules() {},
     async stop() {},
   };
 }
