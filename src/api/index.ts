@@ -16,6 +16,7 @@ import { continueRoutes } from './routes-continue.js';
 import { secretsRoutes } from './routes-secrets.js';
 import { agentBlobRoutes } from './agent-blobs.js';
 import { registerArtifactRoutes } from './routes-artifacts.js';
+import { scheduleRoutes } from './routes-schedules.js';
 import { createBlobs } from '../blobs/index.js';
 import { createSecretStore, openKeyring, type SecretStore } from '../secrets/index.js';
 import { compileRoutes } from './compile-routes.js';
@@ -130,6 +131,7 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   await app.register(continueRoutes({ engine: deps.engine }));
   const secrets = deps.secrets ?? createSecretStore(res, openKeyring(res.settings));
   await app.register(secretsRoutes({ res, accounts: deps.accounts, secrets }));
+  await app.register(scheduleRoutes({ res, accounts: deps.accounts }));
   // config compilation for the circleci CLI: CircleCI compiles without a token too (compile-routes.ts)
   await app.register(compileRoutes({ authenticate: (token) => deps.accounts.authenticate(token) }));
   await app.register(async (api) => {

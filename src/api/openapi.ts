@@ -35,6 +35,8 @@ export const IMPLEMENTED_OPERATIONS: Record<string, string[]> = {
   '/context/{context_id}': ['get', 'delete'],
   '/context/{context_id}/environment-variable': ['get'],
   '/context/{context_id}/environment-variable/{env_var_name}': ['put', 'delete'],
+  '/project/{project-slug}/schedule': ['get', 'post'],
+  '/schedule/{schedule-id}': ['get', 'patch', 'delete'],
 };
 
 type Json = null | boolean | number | string | Json[] | { [k: string]: Json };

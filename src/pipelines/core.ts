@@ -69,6 +69,8 @@ export interface PipelineRecord {
   created_at: Date;
   /** set when a legacy workflow schedule (`triggers: - schedule:`) started the pipeline */
   scheduled_workflow: ScheduledWorkflow | null;
+  /** set when a scheduled pipeline (`/project/{slug}/schedule`) triggered it: pipeline.schedule.{id,name} */
+  pipeline_schedule: { id: string; name: string } | null;
 }
 
 export interface ScheduledWorkflow {
@@ -80,7 +82,7 @@ export interface ScheduledWorkflow {
 
 /** The columns of a PipelineRecord, for SELECT and RETURNING. */
 export const PIPELINE_COLUMNS =
-  'id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision, parameters, created_at, scheduled_workflow';
+  'id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision, parameters, created_at, scheduled_workflow, pipeline_schedule';
 
 export interface WorkflowRecord {
   id: string;

@@ -36,3 +36,13 @@ export {
   type PipelineError,
 } from './pipeline-state.js';
 export { matchesPattern, filtersAllow, selectWorkflowJobs } from './filters.js';
+export {
+  createPipelineSchedule,
+  deletePipelineSchedule,
+  getPipelineSchedule,
+  listPipelineSchedules,
+  updatePipelineSchedule,
+  type PipelineSchedule,
+  type ScheduleInput,
+  type Timetable,
+} from './pipeline-schedules.js';

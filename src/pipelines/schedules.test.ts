@@ -2,6 +2,7 @@
 // a branch sets that branch's schedules, a due schedule fires once (also with two engines racing,
 // and once after downtime), its pipeline runs the scheduled workflow alone on the branch's newest
 // commit, and a config without the trigger removes the schedule. The clock is the test's.
+import { randomUUID } from 'node:crypto';
 import { mkdtempSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -9,7 +10,12 @@ import { databaseKinds, openTestDatabase } from '../../test/harness/db.js';
 import { requirePart } from '../../test/harness/parts.js';
 import { createLogger, defaultSettings, randomIds, type Resources } from '../ops/index.js';
 import { FsObjectStore, type Database } from '../storage/index.js';
-import { createPipelineEngine, type PipelineEngine } from './index.js';
+import {
+  createPipelineEngine,
+  createPipelineSchedule,
+  getPipelineSchedule,
+  type PipelineEngine,
+} from './index.js';
 import { ScheduleLoop } from './schedules.js';
 import { commit, config, FakeScheduler, git, RepoFactory } from './testing.js';
 
@@ -64,7 +70,7 @@ describe.skipIf(!hasGit).each(hasGit ? databaseKinds() : ['pglite' as const])(
 
     beforeEach(async () => {
       await engine?.stop();
-      await db.query('TRUNCATE organizations, projects, pipelines, workflows, jobs CASCADE');
+      await db.query('TRUNCATE organizations, projects, pipelines, workflows, jobs, users CASCADE');
       now = new Date('2026-11-28T10:00:00Z');
       scheduler = new FakeScheduler();
       engine = createPipelineEngine(res, { scheduler });
@@ -166,6 +172,84 @@ describe.skipIf(!hasGit).each(hasGit ? databaseKinds() : ['pglite' as const])(
       expect(await schedules(project.id)).toEqual([]);
       now = new Date('2026-12-01T00:00:00Z');
       expect(await fire()).toEqual([]);
+    });
+
+    it('triggers a scheduled pipeline from the API on its timetable, with its parameters and actor', async () => {
+      const repo = repos.make(
+        config(`version: 2.1
+parameters:
+  run_soak: {type: boolean, default: false}
+jobs:
+  build: {machine: true, steps: [checkout]}
+  soak: {machine: true, steps: [run: echo << pipeline.schedule.name >>]}
+workflows:
+  ci:
+    when:
+      not:
+        equal: [scheduled_pipeline, << pipeline.trigger_source >>]
+    jobs: [build]
+  soak:
+    when: << pipeline.parameters.run_soak >>
+    jobs: [soak]
+`),
+      );
+      git(repo, 'branch', 'release');
+      const project = await engine.createProject({ orgName: 'acme', vcsUrl: repo });
+      const userId = randomUUID();
+      await db.query(`INSERT INTO users (id, login, name) VALUES ($1, 'ada', 'Ada')`, [userId]);
+      const timetable = { 'per-hour': 2, 'hours-of-day': [10, 11], 'days-of-week': ['SAT'] };
+      const soak = await createPipelineSchedule(res, project.id, userId, {
+        name: 'nightly soak',
+        timetable,
+        'attribution-actor': 'current',
+        parameters: { branch: 'release', run_soak: true },
+      });
+      // 2026-11-28 (a Saturday) 10:00: fires at 10:30, 11:00, 11:30, then next Saturday 10:00
+      expect(soak.nextRunAt?.toISOString()).toBe('2026-11-28T10:30:00.000Z');
+      await createPipelineSchedule(res, project.id, userId, {
+        name: 'system',
+        timetable,
+        'attribution-actor': 'system',
+        parameters: { branch: 'main' },
+      });
+
+      now = new Date('2026-11-28T10:30:10Z');
+      const fired = await fire();
+      expect(fired).toHaveLength(2);
+      const { rows } = await db.query<{
+        branch: string;
+        actor_id: string | null;
+        parameters: Record<string, unknown>;
+        trigger_type: string;
+        pipeline_values: Record<string, unknown>;
+        id: string;
+      }>(
+        'SELECT id, branch, actor_id, parameters, trigger_type, pipeline_values FROM pipelines WHERE id = ANY($1::uuid[]) ORDER BY branch',
+        [fired],
+      );
+      const [onMain, onRelease] = rows;
+      expect(onRelease).toMatchObject({
+        branch: 'release',
+        actor_id: userId,
+        parameters: { run_soak: true },
+        trigger_type: 'scheduled_pipeline',
+      });
+      expect(onRelease!.pipeline_values).toMatchObject({
+        'pipeline.trigger_source': 'scheduled_pipeline',
+        'pipeline.schedule.name': 'nightly soak',
+        'pipeline.schedule.id': soak.id,
+      });
+      expect((await pipeline(onRelease!.id)).workflows).toEqual(['soak']);
+      expect(onMain).toMatchObject({ branch: 'main', actor_id: null });
+      expect((await pipeline(onMain!.id)).workflows).toEqual([]);
+      expect((await getPipelineSchedule(db, soak.id))?.nextRunAt?.toISOString()).toBe(
+        '2026-11-28T11:00:00.000Z',
+      );
+      now = new Date('2026-11-28T11:45:00Z');
+      expect(await fire()).toHaveLength(2);
+      expect((await getPipelineSchedule(db, soak.id))?.nextRunAt?.toISOString()).toBe(
+        '2026-12-05T10:00:00.000Z',
+      );
     });
 
     it('fires a due schedule once when two servers look at the same moment', async () => {

@@ -1,4 +1,5 @@
-// Legacy scheduled workflows (`workflows.<name>.triggers: - schedule: {cron, filters: {branches}}`).
+// Legacy scheduled workflows (`workflows.<name>.triggers: - schedule: {cron, filters: {branches}}`),
+// and the loop that fires them and the API's scheduled pipelines (pipeline-schedules.ts).
 // As on CircleCI, the config on a branch decides that branch's schedules: when a pipeline of the
 // branch compiles, each workflow trigger whose branch filter admits the branch becomes a row of
 // workflow_schedules (and rows the config no longer has go). The ScheduleLoop, on every server
@@ -11,6 +12,7 @@ import type { Resources } from '../ops/index.js';
 import type { Queryable } from '../storage/index.js';
 import type { EngineCore, PipelineRecord, ScheduledWorkflow } from './core.js';
 import { FilterPatternError, filtersAllow } from './filters.js';
+import { fireDuePipelineSchedules } from './pipeline-schedules.js';
 import { insertPipelineIn } from './trigger.js';
 
 interface ScheduleRow {
@@ -109,19 +111,19 @@ export async function syncWorkflowSchedules(
 }
 
 /**
- * Fires the workflow schedules that are due: claims up to `limit` rows, moves each to its next
- * time and inserts its pipeline, all in one transaction. Returns the new pipelines' ids (the caller
- * processes them as it does any trigger's).
+ * Fires the workflow schedules and scheduled pipelines that are due: claims up to `limit` rows of
+ * each, moves each to its next time and inserts its pipeline, all in one transaction. Returns the
+ * new pipelines' ids (the caller processes them as it does any trigger's).
  */
 export async function fireDueSchedules(core: EngineCore, limit = 50): Promise<string[]> {
   const now = core.res.clock.now();
   return core.res.db.transaction(async (tx) => {
+    const ids = await fireDuePipelineSchedules(core, tx, now, limit);
     const { rows } = await tx.query<ScheduleRow>(
       `SELECT id, project_id, branch, workflow, cron, next_run_at FROM workflow_schedules
         WHERE next_run_at <= $1 ORDER BY next_run_at LIMIT $2 FOR UPDATE SKIP LOCKED`,
       [now, limit],
     );
-    const ids: string[] = [];
     for (const row of rows) {
       const next = nextCronTime(parseCron(row.cron), now);
       if (next) {

@@ -37,6 +37,8 @@ export interface TriggerInput {
   triggerType: TriggerType;
   /** a legacy workflow schedule firing (schedules.ts): the pipeline runs that workflow alone */
   scheduledWorkflow?: ScheduledWorkflow;
+  /** a scheduled pipeline firing (pipeline-schedules.ts) */
+  pipelineSchedule?: { id: string; name: string };
 }
 
 // CircleCI's limits on API-supplied pipeline parameters
@@ -117,8 +119,8 @@ export async function insertPipelineIn(
   const now = core.res.clock.now();
   const { rows } = await tx.query<PipelineRecord>(
     `INSERT INTO pipelines (id, project_id, number, state, trigger_type, actor_id, received_at, branch, tag, revision,
-       parameters, created_at, updated_at, scheduled_workflow)
-     VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $6, $6, $11)
+       parameters, created_at, updated_at, scheduled_workflow, pipeline_schedule)
+     VALUES ($1, $2, $3, 'created', $4, $5, $6, $7, $8, $9, $10, $6, $6, $11, $12)
      RETURNING ${PIPELINE_COLUMNS}`,
     [
       core.res.ids.uuid(),
@@ -132,6 +134,7 @@ export async function insertPipelineIn(
       input.revision?.toLowerCase() ?? null,
       JSON.stringify(input.parameters ?? {}),
       input.scheduledWorkflow ? JSON.stringify(input.scheduledWorkflow) : null,
+      input.pipelineSchedule ? JSON.stringify(input.pipelineSchedule) : null,
     ],
   );
   const pipeline = rows[0];
@@ -207,6 +210,12 @@ export function pipelineValuesOf(v: ValueInputs): PipelineValues {
     'pipeline.config.repository.name': `${project.org_name}/${project.name}`,
     'pipeline.config.repository.url': project.vcs_url,
     'pipeline.config.sha': commit.revision,
+    ...(pipeline.pipeline_schedule
+      ? {
+          'pipeline.schedule.id': pipeline.pipeline_schedule.id,
+          'pipeline.schedule.name': pipeline.pipeline_schedule.name,
+        }
+      : {}),
   };
 }
 

@@ -77,6 +77,8 @@ export function loadOpenApi(): OpenApiChecker {
   const spec = JSON.parse(readFileSync(path, 'utf8')) as Schema;
   const addFormats = addFormatsModule as unknown as (ajv: Ajv) => Ajv;
   const ajv = addFormats(new Ajv({ strict: false, allErrors: true }));
+  // the spec writes `format: integer` beside `type: integer` (the timetable's fields): nothing to add
+  ajv.addFormat('integer', true);
   const ops = new Map<string, { method: string; path: string; op: Schema }>();
   for (const [p, item] of Object.entries(spec.paths as Record<string, Schema>)) {
     for (const [m, op] of Object.entries(item)) {
