@@ -1,7 +1,8 @@
 // Conformance suite for the Database interface: every implementation runs the same cases.
+import { randomBytes } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { databaseKinds, openTestDatabase } from '../../test/harness/db.js';
-import { loadMigrations, migrate, type Database } from './index.js';
+import { loadMigrations, migrate, PostgresDatabase, type Database } from './index.js';
 
 for (const kind of databaseKinds()) {
   describe(`Database conformance: ${kind}`, () => {
@@ -78,3 +79,33 @@ for (const kind of databaseKinds()) {
     });
   });
 }
+
+describe.skipIf(!databaseKinds().includes('postgres'))('migrations on PostgreSQL', () => {
+  it('are applied once when two replicas start together on an empty database', async () => {
+    const base = process.env.TORUS_TEST_DATABASE_URL!;
+    const name = `t_${randomBytes(6).toString('hex')}`;
+    const admin = await PostgresDatabase.open(base, 1);
+    await admin.query(`CREATE DATABASE ${name}`);
+    await admin.close();
+    const url = new URL(base);
+    url.pathname = `/${name}`;
+    const [a, b] = await Promise.all([
+      PostgresDatabase.open(url.toString()),
+      PostgresDatabase.open(url.toString()),
+    ]);
+    try {
+      const [ra, rb] = await Promise.all([migrate(a), migrate(b)]);
+      const all = loadMigrations().map((m) => m.name);
+      expect([...ra.applied, ...rb.applied].sort()).toEqual([...all].sort());
+      const { rows } = await a.query<{ n: number }>('SELECT count(*)::int AS n FROM schema_migrations');
+      expect(rows[0]!.n).toBe(all.length);
+      // the lock was transaction-scoped: nothing is left held, a third start finds nothing to do
+      const held = await a.query('SELECT 1 FROM pg_locks WHERE locktype = $1', ['advisory']);
+      expect(held.rows).toEqual([]);
+      await expect(migrate(b)).resolves.toEqual({ applied: [] });
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
+});

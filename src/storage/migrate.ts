@@ -4,7 +4,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import type { Database } from './database.js';
+import type { Database, Queryable } from './database.js';
 import { TorusError } from '../ops/errors.js';
 
 export interface Migration {
@@ -14,7 +14,7 @@ export interface Migration {
 }
 
 const MIGRATIONS_DIR = fileURLToPath(new URL('./migrations/', import.meta.url));
-// Any fixed number: replicas starting together take turns migrating.
+// Any fixed number: the advisory lock replicas starting together take turns on.
 const MIGRATION_LOCK_KEY = 7_340_001;
 
 export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
@@ -30,31 +30,39 @@ export function loadMigrations(dir = MIGRATIONS_DIR): Migration[] {
 
 export async function migrate(db: Database, migrations = loadMigrations()): Promise<{ applied: string[] }> {
   const applied: string[] = [];
-  if (db.kind === 'postgres') await db.query('SELECT pg_advisory_lock($1)', [MIGRATION_LOCK_KEY]);
-  try {
-    await db.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
+  // Replicas starting together take turns: each step holds a transaction-scoped advisory lock (a
+  // session lock taken through a pool could be taken and released on different connections), and
+  // re-reads what is applied under it.
+  const lock = async (tx: Queryable) => {
+    if (db.kind === 'postgres') await tx.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK_KEY]);
+  };
+  const done = await db.transaction(async (tx) => {
+    await lock(tx);
+    await tx.query(`CREATE TABLE IF NOT EXISTS schema_migrations (
       version integer PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`);
-    const { rows } = await db.query<{ version: number }>('SELECT version FROM schema_migrations');
-    const done = new Set(rows.map((r) => r.version));
-    const newest = Math.max(0, ...migrations.map((m) => m.version));
-    const dbNewest = Math.max(0, ...done);
-    if (dbNewest > newest) {
-      throw new TorusError(
-        'TORUS_E_SCHEMA_NEWER',
-        `the database schema is at version ${dbNewest}, newer than this Torus knows (${newest}); ` +
-          'run the Torus release that wrote it, or restore a backup taken before the upgrade',
-      );
-    }
-    for (const m of migrations) {
-      if (done.has(m.version)) continue;
-      await db.transaction(async (tx) => {
-        await tx.query(m.sql);
-        await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
-      });
-      applied.push(m.name);
-    }
-  } finally {
-    if (db.kind === 'postgres') await db.query('SELECT pg_advisory_unlock($1)', [MIGRATION_LOCK_KEY]);
+    const { rows } = await tx.query<{ version: number }>('SELECT version FROM schema_migrations');
+    return new Set(rows.map((r) => r.version));
+  });
+  const newest = Math.max(0, ...migrations.map((m) => m.version));
+  const dbNewest = Math.max(0, ...done);
+  if (dbNewest > newest) {
+    throw new TorusError(
+      'TORUS_E_SCHEMA_NEWER',
+      `the database schema is at version ${dbNewest}, newer than this Torus knows (${newest}); ` +
+        'run the Torus release that wrote it, or restore a backup taken before the upgrade',
+    );
+  }
+  for (const m of migrations) {
+    if (done.has(m.version)) continue;
+    const ran = await db.transaction(async (tx) => {
+      await lock(tx);
+      const again = await tx.query('SELECT 1 FROM schema_migrations WHERE version = $1', [m.version]);
+      if (again.rows.length > 0) return false; // another replica applied it meanwhile
+      await tx.query(m.sql);
+      await tx.query('INSERT INTO schema_migrations (version, name) VALUES ($1, $2)', [m.version, m.name]);
+      return true;
+    });
+    if (ran) applied.push(m.name);
   }
   return { applied };
 }
