@@ -1,15 +1,22 @@
 // The real `torus agent --local` process whose server goes away mid-task: it takes no new work,
 // finishes (or drops) the task in hand, and exits — never lingers as an orphan. Also: SIGTERM mid-task.
+// And an agent killed (SIGKILL) mid-task leaves no ssh-agent behind; what its Docker task left in the
+// engine (containers, and what the job made with setup_remote_docker) the next agent removes.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { BUSYBOX_IMAGE, requireDocker } from '../../test/harness/docker.js';
+import { buildDockerCliImage, staticDockerCli } from '../../test/harness/docker-cli.js';
 import { waitFor } from '../../test/harness/net.js';
+import { dockerAt } from '../../test/harness/podman.js';
+import { requireSshTools, sshAgentsUnder } from '../../test/harness/ssh.js';
 import type { CompleteRequest, TaskSpec } from '../scheduler/protocol.js';
 import { AGENT_API_PREFIX } from '../scheduler/protocol.js';
+import { TASK_LABEL } from './executors/index.js';
 import { parseAgentBody, processesMatching, runStep, taskSpec } from './testing.js';
 
 const TOKEN = 'orphan-test-token';
@@ -140,7 +147,11 @@ async function startServer(): Promise<FakeServer> {
 }
 
 /** starts `torus agent --local` the way the local launcher does: an IPC channel to this process */
-function startLocalAgent(serverUrl: string, name: string): Agent {
+function startLocalAgent(
+  serverUrl: string,
+  name: string,
+  opts: { resourceClass?: string; env?: Record<string, string> } = {},
+): Agent {
   const child = spawn(
     process.execPath,
     [
@@ -149,7 +160,7 @@ function startLocalAgent(serverUrl: string, name: string): Agent {
       '--server',
       serverUrl,
       '--resource-class',
-      'machine:medium',
+      opts.resourceClass ?? 'machine:medium',
       '--sandbox',
       'auto',
       '--name',
@@ -165,6 +176,7 @@ function startLocalAgent(serverUrl: string, name: string): Agent {
         HOME: process.env.HOME,
         TORUS_AGENT_TOKEN: TOKEN,
         TORUS_LOG_LEVEL: 'debug',
+        ...opts.env,
       },
     },
   );
@@ -400,3 +412,98 @@ describe('torus agent told to stop (SIGTERM) mid-task', { timeout: 30_000 }, () 
     await waitFor(() => processesMatching('sleep 30.4108').length === 0, 3_000);
   });
 });
+
+const hasSsh = requireSshTools('the ssh-agent of a killed agent');
+
+describe.runIf(hasSsh)(
+  'torus agent killed (SIGKILL) mid-task on the host executor',
+  { timeout: 30_000 },
+  () => {
+    it("leaves no ssh-agent of the task's behind", async () => {
+      const server = await startServer();
+      const agent = startLocalAgent(server.url, 'ssh-killed');
+      await runningTask(server, '4110', 30);
+      const dir = path.join(workRoot, 'ssh-killed');
+      expect(sshAgentsUnder(dir)).toHaveLength(1);
+      agent.child.kill('SIGKILL');
+      await agent.exited;
+      await waitFor(() => sshAgentsUnder(dir).length === 0, 5_000);
+      await waitFor(() => processesMatching('sleep 30.4110').length === 0, 5_000);
+    });
+  },
+);
+
+const hasDocker = requireDocker('sweeping what a killed agent left in the Docker engine');
+const cli = hasDocker ? staticDockerCli('sweeping what a killed agent left in the Docker engine') : undefined;
+
+describe.runIf(hasDocker && cli)(
+  'torus agent killed (SIGKILL) mid-task with remote Docker',
+  { timeout: 120_000 },
+  () => {
+    const host = process.env.TORUS_TEST_DOCKER_HOST ?? '';
+    const docker = dockerAt(host);
+    const image = `torus-orphan-test/docker-cli:${process.pid}`;
+    let socketDir: string;
+
+    beforeAll(async () => {
+      socketDir = mkdtempSync(path.join(tmpdir(), 'torus-orphan-rd-'));
+      await buildDockerCliImage(docker, cli!, image);
+    });
+    afterAll(async () => {
+      await docker.getImage(image).remove({ force: true });
+      rmSync(socketDir, { recursive: true, force: true });
+    });
+
+    it('leaves its containers, volumes and networks, which the next agent on the host removes', async () => {
+      const server = await startServer();
+      const env = {
+        DOCKER_HOST: host,
+        TORUS_AGENT_REMOTE_DOCKER: '1',
+        TORUS_AGENT_REMOTE_DOCKER_DIR: socketDir,
+      };
+      const killed = startLocalAgent(server.url, 'rd-killed', { resourceClass: 'docker:small', env });
+      const spec = taskSpec(
+        [
+          { type: 'setup_remote_docker', name: 'Setup a remote Docker engine', when: 'on_success', args: {} },
+          runStep(
+            [
+              'docker volume create "job-vol-$$" >/dev/null',
+              'docker network create "job-net-$$" >/dev/null',
+              `docker run -d --network none ${BUSYBOX_IMAGE} sleep 300 >/dev/null`,
+              'echo started',
+              'sleep 300',
+            ].join('\n'),
+            { name: 'use remote docker' },
+          ),
+        ],
+        { executor: { type: 'docker', images: [{ image, environment: {} }] }, resourceClass: 'small' },
+      );
+      server.queue.push(spec);
+      await waitFor(() => server.tasks.get(spec.taskId)?.output.includes('started'), 60_000);
+      killed.child.kill('SIGKILL');
+      await killed.exited;
+
+      const label = [`${TASK_LABEL}=${spec.taskId}`];
+      const left = async () => [
+        (await docker.listContainers({ all: true, filters: { label } })).length,
+        ((await docker.listVolumes({ filters: { label } })).Volumes ?? []).length,
+        (await docker.listNetworks({ filters: { label } })).length,
+        readdirSync(socketDir).length,
+      ];
+      // the primary container and the job's, its volume and network, the socket directory and its owner record
+      expect(await left()).toEqual([2, 1, 1, 2]);
+
+      const next = startLocalAgent(server.url, 'rd-next', { resourceClass: 'docker:small', env });
+      const other = taskSpec([runStep('echo next')], {
+        executor: { type: 'docker', images: [{ image: BUSYBOX_IMAGE, environment: {} }] },
+        resourceClass: 'small',
+      });
+      server.queue.push(other);
+      await waitFor(async () => (await left()).every((n) => n === 0), 30_000);
+      await waitFor(() => server.tasks.get(other.taskId)?.complete, 30_000);
+      expect(server.tasks.get(other.taskId)?.complete?.status).toBe('success');
+      next.child.kill('SIGTERM');
+      await next.exited;
+    });
+  },
+);

@@ -1,7 +1,10 @@
 // The bubblewrap sandbox for the host executor: deciding whether there is one, and the `bwrap`
 // command line that runs one step with only the system directories (read-only) and the task's
-// own directory (writable) visible.
+// own directory (writable) visible; and the sandbox's own /etc/passwd, whose entry for the job's
+// user has the job's HOME as its home directory.
 import { existsSync, lstatSync, readlinkSync, realpathSync } from 'node:fs';
+import { readFile, writeFile } from 'node:fs/promises';
+import { userInfo } from 'node:os';
 import { spawnSync } from 'node:child_process';
 import { TorusError } from '../ops/index.js';
 
@@ -64,6 +67,50 @@ export interface SandboxMounts {
   binds: { host: string; path: string }[];
   /** host paths visible read-only at the same path (a local repository to clone) */
   readOnly: string[];
+  /** a host file bound read-only at /etc/passwd (see writeSandboxPasswd) */
+  passwd?: string;
+}
+
+/**
+ * Writes the sandbox's /etc/passwd to `file`: the host's, with the home directory of the job's user
+ * (this process's uid, which bubblewrap keeps) set to `home`, or an entry added for it. OpenSSH
+ * takes `~` from the passwd entry, not from $HOME: with this, `ssh` and `git` over ssh read the
+ * job's ~/.ssh/config and ~/.ssh/known_hosts (where add_ssh_keys writes) as on CircleCI, not the
+ * agent user's. False (nothing written) when the host's /etc/passwd is not a plain file or `home`
+ * cannot be written in one.
+ */
+export async function writeSandboxPasswd(file: string, home: string): Promise<boolean> {
+  const uid = process.getuid?.();
+  if (uid === undefined || /[:\n]/.test(home)) return false;
+  let host: string;
+  try {
+    if (!lstatSync('/etc').isDirectory() || !lstatSync('/etc/passwd').isFile()) return false;
+    host = await readFile('/etc/passwd', 'utf8');
+  } catch {
+    // no readable /etc/passwd: the sandbox keeps whatever the host has (nothing to replace)
+    return false;
+  }
+  let found = false;
+  const lines = host.split('\n').map((line) => {
+    const fields = line.split(':');
+    if (fields.length < 7 || fields[2] !== String(uid)) return line;
+    found = true;
+    fields[5] = home;
+    return fields.join(':');
+  });
+  if (!found) {
+    let name = 'torus';
+    try {
+      name = userInfo().username;
+    } catch {
+      // the uid has no name anywhere (a container's arbitrary uid): the entry gets one
+    }
+    const gid = process.getgid?.() ?? uid;
+    if (lines.at(-1) === '') lines.pop();
+    lines.push(`${name}:x:${uid}:${gid}:Torus job:${home}:/bin/sh`, '');
+  }
+  await writeFile(file, lines.join('\n'), { mode: 0o644 });
+  return true;
 }
 
 function resolvConfTarget(): string | null {
@@ -97,6 +144,7 @@ export function bwrapOptions(mounts: SandboxMounts, cwd: string, env: Record<str
   // systemd-resolved hosts link /etc/resolv.conf into /run, which is not in the sandbox: bring the one file
   const resolv = resolvConfTarget();
   if (resolv) args.push('--ro-bind', resolv, resolv);
+  if (mounts.passwd) args.push('--ro-bind', mounts.passwd, '/etc/passwd');
   args.push('--proc', '/proc', '--dev', '/dev', '--bind', mounts.tmpDir, '/tmp', '--dir', '/var/tmp');
   for (const b of mounts.binds) args.push('--bind', b.host, b.path);
   args.push('--bind', mounts.taskDir, mounts.taskDir);

@@ -13,9 +13,10 @@ import {
   type ExecHandle,
   type Executor,
 } from './executor.js';
-import { executorFor, type DockerExecutorOptions } from './executors/index.js';
+import { executorFor, HostEnvironment, type DockerExecutorOptions } from './executors/index.js';
 import { formatGoDuration, MaskingStream, maskableSecrets } from './output.js';
 import type { SandboxMode } from './sandbox.js';
+import { prepareHostSsh, type JobSsh } from './ssh-agent.js';
 import { asRunStep, checkoutScript, shellArgv, unsupportedStepMessage, type RunStep } from './steps.js';
 import {
   checkoutInto,
@@ -362,6 +363,7 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
   });
   let environment: Environment | undefined;
   let run: TaskRun | undefined;
+  let ssh: JobSsh | undefined;
   try {
     try {
       environment = await executor.prepare(spec, (text) => sink.output(0, 'out', text), opts.signal);
@@ -381,6 +383,11 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
       await sink.stepEnd(0, 'failed', null);
       return { status: e.status, message: e.message };
     }
+    // machine jobs get an ssh-agent and an ~ that OpenSSH honours, as on CircleCI (docker jobs: the image's)
+    if (environment instanceof HostEnvironment) {
+      ssh = await prepareHostSsh(environment.layout, environment.jobEnvironment, opts.logger);
+      for (const note of ssh.notes) sink.output(0, 'out', note + '\n');
+    }
     sink.output(
       0,
       'out',
@@ -397,7 +404,10 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
     });
     let toolEnv: Record<string, string>;
     try {
-      toolEnv = await prepareJobTools(environment, spec, opts.blobs, (t) => sink.output(1, 'out', t));
+      toolEnv = {
+        ...ssh?.env,
+        ...(await prepareJobTools(environment, spec, opts.blobs, (t) => sink.output(1, 'out', t))),
+      };
     } catch (err) {
       const message = `Could not install the in-job circleci command: ${(err as Error).message}`;
       sink.output(1, 'err', message + '\n');
@@ -434,19 +444,24 @@ export async function runTask(spec: TaskSpec, sink: TaskSink, opts: RunTaskOptio
     if (run.timedout) return { status: 'timedout' };
     return { status: run.failed ? 'failed' : 'success' };
   } finally {
-    if (run) {
-      await run.stopBackground();
-      run.dispose();
-    }
-    if (environment) {
-      await environment
-        .dispose()
-        .catch((err: unknown) =>
-          opts.logger?.error(
-            { err: (err as Error).message, taskId: spec.taskId },
-            'could not remove the task environment',
-          ),
-        );
+    try {
+      if (run) {
+        await run.stopBackground();
+        run.dispose();
+      }
+    } finally {
+      // after the steps (background ones too), before the task directory holding its socket goes
+      await ssh?.stop();
+      if (environment) {
+        await environment
+          .dispose()
+          .catch((err: unknown) =>
+            opts.logger?.error(
+              { err: (err as Error).message, taskId: spec.taskId },
+              'could not remove the task environment',
+            ),
+          );
+      }
     }
   }
 }

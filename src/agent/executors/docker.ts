@@ -2,9 +2,10 @@
 // image is the primary container where steps run through exec, the others are service containers in
 // its network namespace (localhost reaches them). Images are pulled once (only when missing), with
 // `auth` or `aws_auth` (an ECR token exchange) credentials that are never printed. Every container
-// of a task carries the label io.torus.task=<taskId> and is removed (with its volumes) on dispose.
+// of a task carries the label io.torus.task=<taskId> and is removed (with its volumes) on dispose;
+// and the agent process's label, so that what a dead agent left is swept later (./orphans.ts).
 import { randomUUID } from 'node:crypto';
-import { chmod, mkdir, rm } from 'node:fs/promises';
+import { chmod, mkdir } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Writable, type Duplex } from 'node:stream';
@@ -17,6 +18,17 @@ import type { Logger } from '../../ops/index.js';
 import type { TaskSpec } from '../../scheduler/protocol.js';
 import { maskSecrets } from '../output.js';
 import { REMOTE_DOCKER_LABEL, RemoteDockerProxy, removeRemoteDockerObjects } from './remote-docker-proxy.js';
+import {
+  AGENT_PROCESS_LABEL,
+  agentProcessId,
+  recordSocketDirOwner,
+  removeSocketDir,
+  sweepEngineOrphans,
+  sweepSocketDirOrphans,
+  taskEnded,
+  taskStarted,
+  type SweepResult,
+} from './orphans.js';
 import {
   ExecutorError,
   resolveJobPath,
@@ -38,6 +50,8 @@ const KILL_GRACE_MS = 1_000;
 const PIPE_DRAIN_MS = 300;
 const EXEC_POLL_MS = 500;
 const GiB = 2 ** 30;
+/** how often, at most, a task's start also sweeps what dead agents left in the engine */
+export const ORPHAN_SWEEP_INTERVAL_MS = 10 * 60_000;
 
 export interface DockerExecutorOptions {
   /** the engine; default: dockerode's defaults (DOCKER_HOST, else /var/run/docker.sock) */
@@ -129,7 +143,12 @@ function engineAddress(docker: Docker): string {
   return m.socketPath ?? (m.host ? `${m.host}:${m.port ?? ''}` : 'its default address');
 }
 
-/** what the job's remote Docker objects carry: the task label (as its containers) and the proxy's mark */
+/** what the task's containers carry: the task, and the agent process that made them (for the orphan sweep) */
+function taskLabels(taskId: string): Record<string, string> {
+  return { [TASK_LABEL]: taskId, [AGENT_PROCESS_LABEL]: agentProcessId() };
+}
+
+/** what identifies the job's remote Docker objects: the task label (as its containers) and the proxy's mark */
 export function remoteDockerLabels(taskId: string): Record<string, string> {
   return { [TASK_LABEL]: taskId, [REMOTE_DOCKER_LABEL]: taskId };
 }
@@ -148,9 +167,48 @@ export class DockerExecutor implements Executor {
   readonly docker: Docker;
   private readonly pulls = new Map<string, Promise<void>>();
   private hostInfo?: Promise<{ cpus: number; memoryBytes: number; network: string; version: string }>;
+  private lastSweepAt = -Infinity;
+  private sweeping?: Promise<void>;
 
   constructor(private readonly opts: DockerExecutorOptions = {}) {
     this.docker = opts.docker ?? new Docker();
+  }
+
+  private get socketRoot(): string {
+    return this.opts.remoteDocker?.socketDir ?? path.join(tmpdir(), 'torus-remote-docker');
+  }
+
+  /**
+   * Removes what tasks of dead agent processes of this host (and tasks this process no longer runs)
+   * left in the engine and in the remote Docker socket directory: see ./orphans.ts.
+   */
+  async sweepOrphans(): Promise<SweepResult> {
+    const [engine, dirs] = await Promise.all([
+      sweepEngineOrphans(this.docker, TASK_LABEL),
+      sweepSocketDirOrphans(this.socketRoot),
+    ]);
+    return {
+      tasks: [...new Set([...engine.tasks, ...dirs.tasks])],
+      errors: [...engine.errors, ...dirs.errors],
+    };
+  }
+
+  /** a sweep in the background, on the first task and then at most every ORPHAN_SWEEP_INTERVAL_MS */
+  private sweepNowAndThen(): void {
+    if (this.sweeping || performance.now() - this.lastSweepAt < ORPHAN_SWEEP_INTERVAL_MS) return;
+    this.lastSweepAt = performance.now();
+    const log = this.opts.logger;
+    this.sweeping = this.sweepOrphans()
+      .then(
+        (r) => {
+          if (r.tasks.length)
+            log?.info({ tasks: r.tasks }, 'removed what ended tasks left in the Docker engine');
+          if (r.errors.length) log?.warn({ errors: r.errors }, 'could not remove all that ended tasks left');
+        },
+        (err: unknown) =>
+          log?.warn({ err: (err as Error).message }, 'could not sweep the Docker engine for leftovers'),
+      )
+      .finally(() => (this.sweeping = undefined));
   }
 
   private info() {
@@ -176,6 +234,7 @@ export class DockerExecutor implements Executor {
       throw new ExecutorError('The docker executor needs at least one image', 'failed');
     }
     const images = spec.executor.images;
+    this.sweepNowAndThen();
     let host;
     try {
       host = await this.info();
@@ -192,16 +251,21 @@ export class DockerExecutor implements Executor {
     const containers: Docker.Container[] = [];
     let remoteDockerDir: string | undefined;
     const removeAll = async () => {
-      if (remoteDockerDir) await rm(remoteDockerDir, { recursive: true, force: true });
-      await removeContainers(containers);
+      try {
+        if (remoteDockerDir) await removeSocketDir(remoteDockerDir);
+        await removeContainers(containers);
+      } finally {
+        taskEnded(spec.taskId); // what could not be removed is the sweep's
+      }
     };
+    taskStarted(spec.taskId);
     try {
       for (const img of images) {
         if (signal.aborted) throw new ExecutorError('canceled', 'failed');
         await this.ensureImage(img, spec, print);
       }
       const [primaryImage, ...serviceImages] = images as [DockerImage, ...DockerImage[]];
-      const labels = { [TASK_LABEL]: spec.taskId };
+      const labels = taskLabels(spec.taskId);
       const primaryInspect = await this.docker.getImage(primaryImage.image).inspect();
       const keepEntrypoint =
         primaryImage.entrypoint !== undefined ||
@@ -300,12 +364,13 @@ export class DockerExecutor implements Executor {
     if (!this.opts.remoteDocker || !spec.steps.some((s) => s.type === 'setup_remote_docker'))
       return undefined;
     if (!engineSocketOf(this.docker)) return undefined;
-    const root = this.opts.remoteDocker.socketDir ?? path.join(tmpdir(), 'torus-remote-docker');
+    const root = this.socketRoot;
     await mkdir(root, { recursive: true, mode: 0o711 });
     // unguessable and not listable: other users of the host must not find the socket
     const dir = path.join(root, randomUUID());
     await mkdir(dir, { mode: 0o711 });
     await chmod(dir, 0o711); // the job's user (any uid) must reach the socket inside
+    await recordSocketDirOwner(dir, spec.taskId);
     return dir;
   }
 
@@ -811,7 +876,12 @@ export class DockerEnvironment implements Environment {
     const podman = version.Components?.some((c) => /podman/i.test(c.Name));
     const engine = `${podman ? 'podman' : 'Docker engine'} ${version.Version} (API ${version.ApiVersion})`;
     const labels = remoteDockerLabels(rd.taskId);
-    const proxy = new RemoteDockerProxy({ engineSocket, labels, limits: this.limits });
+    const proxy = new RemoteDockerProxy({
+      engineSocket,
+      labels,
+      stamp: { [AGENT_PROCESS_LABEL]: agentProcessId() },
+      limits: this.limits,
+    });
     await proxy.listen(path.join(rd.dir, 'docker.sock'));
     rd.proxy = proxy;
     rd.engine = engine;
@@ -827,7 +897,11 @@ export class DockerEnvironment implements Environment {
     try {
       await removeContainers(this.containers);
     } finally {
-      await this.disposeRemoteDocker();
+      try {
+        await this.disposeRemoteDocker();
+      } finally {
+        taskEnded(this.remoteDocker.taskId); // what could not be removed is the sweep's
+      }
     }
   }
 
@@ -844,7 +918,7 @@ export class DockerEnvironment implements Environment {
         );
       }
     } finally {
-      await rm(rd.dir, { recursive: true, force: true });
+      await removeSocketDir(rd.dir);
     }
     if (errors.length)
       throw new Error(`could not remove what the job made with remote Docker: ${errors.join('; ')}`);

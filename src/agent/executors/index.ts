@@ -12,6 +12,7 @@ export {
   DockerExecutor,
   DockerEnvironment,
   DOCKER_RESOURCE_CLASSES,
+  ORPHAN_SWEEP_INTERVAL_MS,
   TASK_LABEL,
   registryOf,
   resourceLimits,
@@ -19,7 +20,28 @@ export {
   type Limits,
 } from './docker.js';
 
+export { AGENT_PROCESS_LABEL, agentProcessGone, type SweepResult } from './orphans.js';
+
 const dockerExecutors = new WeakMap<DockerExecutorOptions, DockerExecutor>();
+
+/** one executor per options object: pulls in flight and the engine's facts are shared between tasks */
+function dockerExecutor(docker: DockerExecutorOptions, logger: Logger | undefined): DockerExecutor {
+  let ex = dockerExecutors.get(docker);
+  if (!ex) {
+    ex = new DockerExecutor({ logger, ...docker });
+    dockerExecutors.set(docker, ex);
+  }
+  return ex;
+}
+
+/**
+ * Removes what Docker-executor tasks of dead agent processes of this host left in the engine (their
+ * containers; with setup_remote_docker, what the jobs made through the proxy). For an agent's start;
+ * each Docker task's start also sweeps, at most every ORPHAN_SWEEP_INTERVAL_MS.
+ */
+export function sweepDockerOrphans(docker: DockerExecutorOptions, logger?: Logger) {
+  return dockerExecutor(docker, logger).sweepOrphans();
+}
 
 /** the executor for a task, or the message of why this agent cannot run it */
 export function executorFor(
@@ -30,13 +52,7 @@ export function executorFor(
     case 'docker': {
       if (!opts.docker)
         return 'this agent has no Docker executor: the job uses `docker:`; start the agent with a Docker engine, or run the job with a `machine:` executor or a self-hosted runner resource class';
-      // one executor per options object: pulls in flight and the engine's facts are shared between tasks
-      let ex = dockerExecutors.get(opts.docker);
-      if (!ex) {
-        ex = new DockerExecutor({ logger: opts.logger, ...opts.docker });
-        dockerExecutors.set(opts.docker, ex);
-      }
-      return ex;
+      return dockerExecutor(opts.docker, opts.logger);
     }
     case 'macos':
       return 'this agent cannot run `macos:` executor jobs';

@@ -24,6 +24,12 @@ export interface RemoteDockerProxyOptions {
   engineSocket: string;
   /** stamped on every container, network, volume and build; the job sees only objects carrying all of them */
   labels: Record<string, string>;
+  /**
+   * also stamped, but neither filtered on nor required: labels many jobs share (the agent process's,
+   * for the orphan sweep). podman ORs a list's label filters where Docker ANDs them, so a shared
+   * label among `labels` would show the job other jobs' volumes.
+   */
+  stamp?: Record<string, string>;
   /** the job's resource class: every container (and classic build) the job starts is capped to it */
   limits?: { cpus: number; memoryBytes: number };
   logger?: Logger;
@@ -64,9 +70,12 @@ export class RemoteDockerProxy {
   /** image names the job tagged (tag, build -t, commit, import, load): untagged on dispose */
   readonly tags = new Set<string>();
   private readonly labelFilters: string[];
+  /** what the job's objects get: `stamp` and `labels` */
+  private readonly stamp: Record<string, string>;
 
   constructor(private readonly opts: RemoteDockerProxyOptions) {
     this.labelFilters = Object.entries(opts.labels).map(([k, v]) => `${k}=${v}`);
+    this.stamp = { ...opts.stamp, ...opts.labels };
   }
 
   async listen(socketPath: string): Promise<void> {
@@ -184,7 +193,7 @@ export class RemoteDockerProxy {
       }
       return;
     }
-    const made = await this.call('POST', '/volumes/create', { Name: name, Labels: this.opts.labels });
+    const made = await this.call('POST', '/volumes/create', { Name: name, Labels: this.stamp });
     if (made.status >= 300) throw new Refusal(made.status, engineMessage(made.json));
   }
 
@@ -440,7 +449,7 @@ export class RemoteDockerProxy {
       }
       if (q.get('networkmode') === 'host') throw deny('builds on the host network');
       if (q.get('cgroupparent')) throw deny('builds in another cgroup');
-      const labels = { ...(parseJson(q.get('labels')) as Json | undefined), ...this.opts.labels };
+      const labels = { ...(parseJson(q.get('labels')) as Json | undefined), ...this.stamp };
       q.set('labels', JSON.stringify(labels));
       if (this.opts.limits) {
         const max = this.opts.limits.memoryBytes;
@@ -462,7 +471,7 @@ export class RemoteDockerProxy {
     if (method === 'POST' && p === '/networks/create') {
       const body = (await json()) ?? {};
       checkNetwork(body);
-      body.Labels = { ...((body.Labels as Json | undefined) ?? {}), ...this.opts.labels };
+      body.Labels = { ...((body.Labels as Json | undefined) ?? {}), ...this.stamp };
       return pass({ body: Buffer.from(JSON.stringify(body)) });
     }
     if ((r = /^\/networks\/([^/]+)(\/connect|\/disconnect)?$/.exec(p))) {
@@ -489,7 +498,7 @@ export class RemoteDockerProxy {
           );
         }
       }
-      body.Labels = { ...((body.Labels as Json | undefined) ?? {}), ...this.opts.labels };
+      body.Labels = { ...((body.Labels as Json | undefined) ?? {}), ...this.stamp };
       return pass({ body: Buffer.from(JSON.stringify(body)) });
     }
     if ((r = /^\/volumes\/([^/]+)$/.exec(p))) {
@@ -613,7 +622,7 @@ export class RemoteDockerProxy {
     for (const n of refs.networks) await this.requireNetwork(n);
     for (const v of refs.volumes) await this.ensureVolume(v);
 
-    body.Labels = { ...((body.Labels as Json | null | undefined) ?? {}), ...this.opts.labels };
+    body.Labels = { ...((body.Labels as Json | null | undefined) ?? {}), ...this.stamp };
     this.clampResources(hc);
   }
 
@@ -729,7 +738,8 @@ function sendJson(res: ServerResponse, status: number, json: unknown): void {
 
 /**
  * Removes what a job made through its proxy: containers (with their anonymous volumes), networks,
- * volumes, the images its builds made (labelled) and the tags it set. Returns what could not be removed.
+ * volumes, the images its builds made (labelled) and the tags it set: every object that carries all
+ * of `labels` (checked here too: podman ORs a volume list's label filters). Returns what could not be removed.
  */
 export async function removeRemoteDockerObjects(
   docker: Docker,
@@ -750,14 +760,16 @@ export async function removeRemoteDockerObjects(
       );
     }
   };
-  const containers = await docker.listContainers({ all: true, filters: { label } });
+  const all = <T extends { Labels?: Record<string, string> | null }>(list: T[]) =>
+    list.filter((o) => Object.entries(labels).every(([k, v]) => o.Labels?.[k] === v));
+  const containers = all(await docker.listContainers({ all: true, filters: { label } }));
   for (const c of containers)
     await attempt(`container ${c.Id}`, () => docker.getContainer(c.Id).remove({ force: true, v: true }));
-  const networks = await docker.listNetworks({ filters: { label } });
+  const networks = all(await docker.listNetworks({ filters: { label } }));
   for (const n of networks) await attempt(`network ${n.Name}`, () => docker.getNetwork(n.Id).remove());
-  const volumes = (await docker.listVolumes({ filters: { label } })).Volumes ?? [];
+  const volumes = all((await docker.listVolumes({ filters: { label } })).Volumes ?? []);
   for (const v of volumes) await attempt(`volume ${v.Name}`, () => docker.getVolume(v.Name).remove());
-  const images = await docker.listImages({ filters: { label } });
+  const images = all(await docker.listImages({ filters: { label } }));
   for (const i of images) await attempt(`image ${i.Id}`, () => docker.getImage(i.Id).remove({ force: true }));
   for (const t of tags) await attempt(`image ${t}`, () => docker.getImage(t).remove());
   return errors;

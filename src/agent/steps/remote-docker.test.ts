@@ -2,58 +2,27 @@
 // CLI sets up remote Docker, then runs, builds and creates through DOCKER_HOST as a user who is not
 // root; a bind mount is refused; and after the task nothing carrying its label is left in the engine.
 // Without the operator's opt-in the step fails saying how to enable it; on a machine job it is a no-op.
-import { closeSync, mkdtempSync, openSync, readSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+// What a dead agent process left (its tasks' containers, and what their jobs made through the proxy)
+// is swept; what live agents have is not.
+import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { hostname, tmpdir } from 'node:os';
 import path from 'node:path';
-import { PassThrough, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
-import { createReadStream } from 'node:fs';
-import Docker from 'dockerode';
-import tar from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BUSYBOX_IMAGE, requireDocker } from '../../../test/harness/docker.js';
+import { buildDockerCliImage, staticDockerCli } from '../../../test/harness/docker-cli.js';
 import { dockerAt } from '../../../test/harness/podman.js';
-import { REQUIRE_ALL } from '../../../test/harness/parts.js';
 import type { Step } from '../../config/model.js';
 import type { TaskSpec } from '../../scheduler/protocol.js';
 import { runTask } from '../task.js';
 import { MemorySink, runStep, taskSpec } from '../testing.js';
-import { TASK_LABEL, type DockerExecutorOptions } from '../executors/index.js';
+import { DockerExecutor, TASK_LABEL, type DockerExecutorOptions } from '../executors/index.js';
+import { AGENT_PROCESS_LABEL, agentProcessId, taskEnded, taskStarted } from '../executors/orphans.js';
+import { REMOTE_DOCKER_LABEL, removeRemoteDockerObjects } from '../executors/remote-docker-proxy.js';
 
-/** a `docker` on PATH that runs in any image: a static ELF (no program interpreter) */
-function findStaticDockerCli(): string | undefined {
-  for (const dir of (process.env.PATH ?? '').split(':').filter(Boolean)) {
-    const file = path.join(dir, 'docker');
-    let fd: number | undefined;
-    try {
-      fd = openSync(file, 'r');
-      const head = Buffer.alloc(64);
-      readSync(fd, head, 0, 64, 0);
-      if (head.readUInt32BE(0) !== 0x7f454c46 || head[4] !== 2) continue; // a 64-bit ELF
-      const phoff = Number(head.readBigUInt64LE(0x20));
-      const size = head.readUInt16LE(0x36);
-      const count = head.readUInt16LE(0x38);
-      const table = Buffer.alloc(size * count);
-      readSync(fd, table, 0, table.length, phoff);
-      const PT_INTERP = 3;
-      if (![...Array(count).keys()].some((i) => table.readUInt32LE(i * size) === PT_INTERP)) return file;
-    } catch {
-      // not there or not readable: the next PATH entry
-    } finally {
-      if (fd !== undefined) closeSync(fd);
-    }
-  }
-  return undefined;
-}
-
-/** the CLI to copy into the job's image; Debian's docker.io CLI is dynamically linked and would not run in busybox */
-function staticDockerCli(what: string): string | undefined {
-  const found = findStaticDockerCli();
-  if (found) return found;
-  const line = `SKIP ${what}: needs a statically linked docker CLI on PATH (copied into the job's busybox image), which is not here`;
-  if (REQUIRE_ALL) throw new Error(`${line} (TORUS_TEST_REQUIRE_ALL=1)`);
-  console.warn(line);
-  return undefined;
+/** `pid`'s start time in clock ticks since boot, as the agent labels its objects with */
+function startTicks(pid: number): string {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19] ?? '';
 }
 
 const hasDocker = requireDocker('setup_remote_docker tests');
@@ -71,37 +40,13 @@ const setupStep = (args: Record<string, unknown> = {}): Step => ({
   args,
 });
 
-async function follow(docker: Docker, stream: NodeJS.ReadableStream): Promise<void> {
-  const events = await new Promise<{ error?: string }[]>((resolve, reject) =>
-    docker.modem.followProgress(stream, (err: Error | null, ev: { error?: string }[]) =>
-      err ? reject(err) : resolve(ev),
-    ),
-  );
-  const error = events.find((e) => e.error)?.error;
-  if (error) throw new Error(error);
-}
-
-/** the busybox test image plus a static Docker CLI: what a job image with `docker` looks like */
-async function buildCliImage(docker: Docker, cliPath: string): Promise<void> {
-  const pack = tar.pack();
-  const body = new PassThrough();
-  pack.pipe(body);
-  // the engine reads the context while it is written: 40 MB do not fit in the stream's buffers
-  const building = docker.buildImage(body as unknown as Readable, { t: CLI_IMAGE });
-  pack.entry({ name: 'Dockerfile' }, `FROM ${BUSYBOX_IMAGE}\nCOPY docker /bin/docker\n`);
-  const entry = pack.entry({ name: 'docker', mode: 0o755, size: statSync(cliPath).size });
-  await pipeline(createReadStream(cliPath), entry);
-  pack.finalize();
-  await follow(docker, await building);
-}
-
 describe.runIf(hasDocker && cli).each(engines)('setup_remote_docker on $name', ({ host }) => {
   const docker = dockerAt(host);
   const options: DockerExecutorOptions = { docker, remoteDocker: {} };
   const work = mkdtempSync(path.join(tmpdir(), 'torus-rd-job-'));
 
   beforeAll(async () => {
-    await buildCliImage(docker, cli!);
+    await buildDockerCliImage(docker, cli!, CLI_IMAGE);
   });
   afterAll(async () => {
     await docker.getImage(CLI_IMAGE).remove({ force: true });
@@ -185,6 +130,72 @@ describe.runIf(hasDocker && cli).each(engines)('setup_remote_docker on $name', (
     expect(tagged.filter((t) => t.includes('torus-rd-job/app'))).toEqual([]);
     // the shared image the job ran stays
     expect(tagged.some((t) => t.endsWith(BUSYBOX_IMAGE))).toBe(true);
+  });
+
+  it('sweeps what tasks of dead agent processes left, and nothing of live agents or other hosts', async () => {
+    const boot = readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
+    const run = `${process.pid}-${Math.random().toString(36).slice(2, 8)}`;
+    const owners = {
+      // this pid with another start time: the agent process that had it is gone
+      dead: `${hostname()}/${boot}/${process.pid}/0/n1`,
+      rebooted: `${hostname()}/00000000-0000-0000-0000-000000000000/${process.pid}/${startTicks(process.pid)}/n2`,
+      live: `${hostname()}/${boot}/${process.ppid}/${startTicks(process.ppid)}/n3`,
+      elsewhere: `other-host.example/${boot}/${process.pid}/0/n4`,
+      selfEnded: agentProcessId(),
+      selfRunning: agentProcessId(),
+    };
+    type Kind = keyof typeof owners;
+    const task = (kind: Kind) => `sweep-${kind}-${run}`;
+    const labels = (kind: Kind) => ({
+      [TASK_LABEL]: task(kind),
+      [AGENT_PROCESS_LABEL]: owners[kind],
+      [REMOTE_DOCKER_LABEL]: task(kind),
+    });
+    const socketRoot = mkdtempSync(path.join(tmpdir(), 'torus-rd-sockets-'));
+    const kinds = Object.keys(owners) as Kind[];
+    taskStarted(task('selfRunning'));
+    try {
+      for (const kind of kinds) {
+        const c = await docker.createContainer({
+          Image: BUSYBOX_IMAGE,
+          Cmd: ['sleep', '300'],
+          Labels: labels(kind),
+          HostConfig: { NetworkMode: 'none' },
+        });
+        await c.start();
+        await docker.createVolume({ Name: `${task(kind)}-vol`, Labels: labels(kind) });
+        await docker.createNetwork({ Name: `${task(kind)}-net`, Labels: labels(kind) });
+        const dir = path.join(socketRoot, task(kind));
+        mkdirSync(dir);
+        writeFileSync(`${dir}.owner`, JSON.stringify({ owner: owners[kind], taskId: task(kind) }));
+      }
+      const result = await new DockerExecutor({
+        docker,
+        remoteDocker: { socketDir: socketRoot },
+      }).sweepOrphans();
+      expect(result.errors).toEqual([]);
+      const swept: Kind[] = ['dead', 'rebooted', 'selfEnded'];
+      expect(result.tasks.filter((t) => t.endsWith(run)).sort()).toEqual(swept.map(task).sort());
+      for (const kind of kinds) {
+        const label = [`${TASK_LABEL}=${task(kind)}`];
+        const left = [
+          (await docker.listContainers({ all: true, filters: { label } })).length,
+          ((await docker.listVolumes({ filters: { label } })).Volumes ?? []).length,
+          (await docker.listNetworks({ filters: { label } })).length,
+        ];
+        expect(left, kind).toEqual(swept.includes(kind) ? [0, 0, 0] : [1, 1, 1]);
+      }
+      expect(readdirSync(socketRoot).sort()).toEqual(
+        kinds
+          .filter((k) => !swept.includes(k))
+          .flatMap((k) => [task(k), `${task(k)}.owner`])
+          .sort(),
+      );
+    } finally {
+      taskEnded(task('selfRunning'));
+      for (const kind of kinds) await removeRemoteDockerObjects(docker, { [TASK_LABEL]: task(kind) }, []);
+      rmSync(socketRoot, { recursive: true, force: true });
+    }
   });
 
   it('fails saying how to enable it when the operator has not', async () => {

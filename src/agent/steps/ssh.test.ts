@@ -3,7 +3,9 @@
 // step names land in ~/.ssh as id_rsa_<md5 hex> (0600, owned by the job's user) with Host blocks in
 // ~/.ssh/config, `ssh-keygen -y` turns them back into the project's public keys, and the private key
 // never shows in the output; an unknown fingerprint fails the step naming it; with an ssh-agent in the
-// job the keys are added to it.
+// job the keys are added to it. A machine job has its own ssh-agent (gone when the task ends) and, in
+// the sandbox, a passwd home that is its HOME: against a real sshd, plain `ssh user@host` and
+// `git clone ssh://…` log in with the added key, through the agent and through ~/.ssh/config.
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
@@ -12,7 +14,16 @@ import Docker from 'dockerode';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { requireDocker } from '../../../test/harness/docker.js';
 import { requirePart } from '../../../test/harness/parts.js';
-import { SSH_IMAGE, ensureSshImage, generateSshKey, requireSshTools } from '../../../test/harness/ssh.js';
+import {
+  SSH_IMAGE,
+  ensureSshImage,
+  generateSshKey,
+  requireSshTools,
+  requireSshd,
+  sshAgentsUnder,
+  startSshd,
+  type TestSshd,
+} from '../../../test/harness/ssh.js';
 import { waitFor } from '../../../test/harness/net.js';
 import type { Step } from '../../config/model.js';
 import type { TaskSpec, TaskSshKey } from '../../scheduler/protocol.js';
@@ -20,12 +31,13 @@ import { describeSshPrivateKey } from '../../secrets/ssh.js';
 import { DockerExecutor, HostExecutor } from '../executors/index.js';
 import type { Executor } from '../executor.js';
 import { FIRST_CONFIG_STEP_INDEX, runTask } from '../task.js';
-import { MemorySink, runStep, taskSpec } from '../testing.js';
+import { MemorySink, createRepo, runStep, taskSpec } from '../testing.js';
 import { selectSshKeys, sshConfigBlocks, sshKeyFileName } from './ssh.js';
 
 const hasSsh = requireSshTools('add_ssh_keys in jobs');
 const hasBwrap = requirePart('bwrap', 'add_ssh_keys on the host executor in the sandbox');
 const hasDocker = requireDocker('add_ssh_keys in a container');
+const hasSshd = hasSsh && requireSshd('ssh and git over ssh with added keys in a machine job');
 
 interface Key {
   task: TaskSshKey;
@@ -33,7 +45,7 @@ interface Key {
 }
 
 let base: string;
-const keys: Record<'deploy' | 'any' | 'other', Key> = {} as never;
+const keys: Record<'deploy' | 'any' | 'other' | 'local', Key> = {} as never;
 
 function makeKey(type: string[], hostname: string): Key {
   const privateKey = generateSshKey(type);
@@ -87,7 +99,7 @@ async function runSteps(
   sshKeys: TaskSshKey[],
   environment: Record<string, string> = {},
   executor = kind.executor(),
-): Promise<{ result: Awaited<ReturnType<typeof runTask>>; sink: MemorySink }> {
+): Promise<{ result: Awaited<ReturnType<typeof runTask>>; sink: MemorySink; spec: TaskSpec }> {
   const sink = new MemorySink();
   const spec = kind.spec(steps, {
     sshKeys,
@@ -102,7 +114,7 @@ async function runSteps(
     signal: new AbortController().signal,
     executor,
   });
-  return { result, sink };
+  return { result, sink, spec };
 }
 
 function bodyLines(privateKey: string): string[] {
@@ -118,6 +130,7 @@ beforeAll(() => {
   keys.deploy = makeKey(['-t', 'ed25519'], 'git.example.com');
   keys.any = makeKey(['-t', 'rsa', '-b', '2048', '-m', 'PEM'], '');
   keys.other = makeKey(['-t', 'ecdsa', '-b', '256'], 'other.example.com');
+  keys.local = makeKey(['-t', 'ed25519'], 'localhost');
   if (hasDocker) ensureSshImage(process.env.TORUS_TEST_DOCKER_HOST ?? '');
 }, 120_000);
 afterAll(() => rmSync(base, { recursive: true, force: true }));
@@ -284,5 +297,149 @@ describe.runIf(hasSsh)('add_ssh_keys with an ssh-agent in the job', () => {
     );
     expect(sink.step(FIRST_CONFIG_STEP_INDEX).out).toContain('to the ssh-agent at');
     expect(sink.step(FIRST_CONFIG_STEP_INDEX + 1).out).toContain(`MD5:${keys.any.task.fingerprint}`);
+  }, 60_000);
+});
+
+const sandboxes = [...(hasBwrap ? ['bwrap' as const] : []), 'none' as const];
+
+describe.runIf(hasSsh).each(sandboxes)('a machine job with sandbox %s', (sandbox) => {
+  const host = kinds[0]!;
+  const executor = () => new HostExecutor({ workRoot: path.join(base, 'work'), sandbox });
+
+  it('has its own ssh-agent holding the added keys, gone when the task ends', async () => {
+    const hex = sshKeyFileName(keys.deploy.task.fingerprint);
+    const { result, sink, spec } = await runSteps(
+      host,
+      [
+        runStep(
+          'echo "sock=$SSH_AUTH_SOCK"; if ssh-add -l; then echo "listed: 0"; else echo "listed: $?"; fi',
+          {
+            name: 'before',
+          },
+        ),
+        addSshKeysStep([keys.deploy.task.fingerprint]),
+        runStep(
+          [
+            'ssh-add -l -E md5',
+            // without -F: what OpenSSH itself finds in ~/.ssh/config
+            'ssh -G git.example.com | grep "^identityfile" | sed "s/^/resolved /"',
+            'echo "passwd home=$(getent passwd "$(id -u)" | cut -d: -f6)"',
+            'echo "HOME=$HOME"',
+          ].join('\n'),
+          { name: 'use' },
+        ),
+      ],
+      [keys.deploy.task],
+      {},
+      executor(),
+    );
+    const taskRoot = path.join(base, 'work', spec.taskId);
+    const before = sink.step(FIRST_CONFIG_STEP_INDEX);
+    const add = sink.step(FIRST_CONFIG_STEP_INDEX + 1);
+    const use = sink.step(FIRST_CONFIG_STEP_INDEX + 2);
+    expect(result.status, before.out + add.out + use.out + use.err).toBe('success');
+    expect(sink.step(0).out).toContain(`SSH agent: SSH_AUTH_SOCK=${taskRoot}/ssh-agent.sock`);
+    // an empty agent answers "no identities" with exit 1
+    expect(before.out).toContain(`sock=${taskRoot}/ssh-agent.sock\n`);
+    expect(before.out).toContain('listed: 1\n');
+    expect(add.out).toContain(`to the ssh-agent at ${taskRoot}/ssh-agent.sock`);
+    expect(use.out).toContain(`MD5:${keys.deploy.task.fingerprint}`);
+    const home = /^HOME=(.*)$/m.exec(use.out)?.[1];
+    expect(home).toBe(path.join(taskRoot, 'home'));
+    if (sandbox === 'bwrap') {
+      // OpenSSH's ~ is the passwd entry's home: in the sandbox that is the job's HOME
+      expect(use.out).toContain(`passwd home=${home}\n`);
+      expect(use.out).toContain(`resolved identityfile ${home}/.ssh/${hex}\n`);
+    }
+    expect(sshAgentsUnder(taskRoot)).toEqual([]);
+  }, 60_000);
+
+  it('leaves SSH_AUTH_SOCK alone when the job sets it', async () => {
+    const { sink } = await runSteps(
+      host,
+      [runStep('echo "sock=$SSH_AUTH_SOCK"')],
+      [],
+      { SSH_AUTH_SOCK: '/nonexistent/agent.sock' },
+      executor(),
+    );
+    expect(sink.step(FIRST_CONFIG_STEP_INDEX).out).toBe('sock=/nonexistent/agent.sock\n');
+    expect(sink.step(0).out).not.toContain('SSH agent:');
+  }, 60_000);
+});
+
+describe.runIf(hasSshd)('ssh and git over ssh in a machine job, against a real sshd', () => {
+  let sshd: TestSshd;
+  let repo: string;
+  beforeAll(async () => {
+    sshd = await startSshd([keys.local.publicKey]);
+    repo = path.join(base, 'repo');
+    createRepo(repo);
+  });
+  afterAll(async () => {
+    await sshd?.stop();
+  });
+
+  const insecure = '-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null';
+  const login = () => `-o BatchMode=yes -p ${sshd.port} ${sshd.user}@localhost`;
+
+  it.runIf(hasBwrap)(
+    'logs in and clones with the added key without -i: through the agent, and through ~/.ssh/config and known_hosts',
+    async () => {
+      const { result, sink } = await runSteps(
+        kinds[0]!,
+        [
+          // the test can fail: no key of the job's lets it in yet
+          runStep(`if ssh ${insecure} ${login()} true; then echo let-in; else echo denied-before; fi`, {
+            name: 'before',
+          }),
+          addSshKeysStep([keys.local.task.fingerprint]),
+          runStep(
+            [
+              `ssh-keyscan -p ${sshd.port} localhost 2>/dev/null >> ~/.ssh/known_hosts`,
+              // no config file: the key comes from the job's ssh-agent; known_hosts from the passwd home
+              `ssh -F /dev/null ${login()} echo via-agent`,
+              // no agent: ~/.ssh/config names the key for localhost
+              `SSH_AUTH_SOCK= ssh ${login()} echo via-config`,
+              `git clone -q ssh://${sshd.user}@localhost:${sshd.port}${repo} cloned`,
+              'cat cloned/version.txt',
+            ].join('\n'),
+            { name: 'use' },
+          ),
+        ],
+        [keys.local.task],
+        {},
+        new HostExecutor({ workRoot: path.join(base, 'work'), sandbox: 'bwrap' }),
+      );
+      const before = sink.step(FIRST_CONFIG_STEP_INDEX);
+      const use = sink.step(FIRST_CONFIG_STEP_INDEX + 2);
+      expect(before.out, before.err).toBe('denied-before\n');
+      expect(use.status, use.out + use.err).toBe('success');
+      expect(use.out).toBe('via-agent\nvia-config\nv2\n');
+      expect(result.status).toBe('success');
+    },
+    60_000,
+  );
+
+  it("logs in and clones through the job's ssh-agent without the sandbox", async () => {
+    const { result, sink } = await runSteps(
+      kinds[0]!,
+      [
+        addSshKeysStep([keys.local.task.fingerprint]),
+        runStep(
+          [
+            `ssh ${insecure} ${login()} echo via-agent`,
+            `GIT_SSH_COMMAND="ssh ${insecure}" git clone -q ssh://${sshd.user}@localhost:${sshd.port}${repo} cloned`,
+            'cat cloned/version.txt',
+          ].join('\n'),
+          { name: 'use' },
+        ),
+      ],
+      [keys.local.task],
+      {},
+      new HostExecutor({ workRoot: path.join(base, 'work'), sandbox: 'none' }),
+    );
+    const use = sink.step(FIRST_CONFIG_STEP_INDEX + 1);
+    expect(use.out, use.err).toBe('via-agent\nv2\n');
+    expect(result.status).toBe('success');
   }, 60_000);
 });

@@ -2,7 +2,7 @@
 // with this step) into the job as CircleCI does: each key at `~/.ssh/id_rsa_<MD5 fingerprint without
 // colons>` (mode 0600), a `Host <hostname>` block (`Host *` for a key without hostname) with its
 // IdentityFile appended to `~/.ssh/config`, and the key added to the job's ssh-agent when one runs
-// (SSH_AUTH_SOCK). `fingerprints` (MD5 `aa:bb:…` or `SHA256:…`) picks keys; without it every key of
+// (SSH_AUTH_SOCK; host-executor jobs have their own, ../ssh-agent.ts). `fingerprints` (MD5 `aa:bb:…` or `SHA256:…`) picks keys; without it every key of
 // the project is installed. The checkout key is not one of them. Key material is never printed.
 import type { TaskSshKey } from '../../scheduler/protocol.js';
 import { addSshKeysFingerprints, normalizeFingerprint } from '../../secrets/ssh.js';
