@@ -17,7 +17,13 @@ import {
 export interface CompileRoutesDeps {
   /** the user a personal API token belongs to, or null for an unknown/revoked token */
   authenticate(token: string): Promise<{ id: string } | null>;
+  /** one resolver for every caller (tests); orbResolverFor wins when both are given */
   orbResolver?: OrbResolver;
+  /**
+   * The orbs a caller sees: a signed-in user the private orbs of their organizations, anonymous
+   * callers public orbs only (the orb registry's `forViewer`).
+   */
+  orbResolverFor?(viewer: { id: string } | null): Promise<OrbResolver>;
 }
 
 export const COMPILE_CONFIG_PATH = '/api/v2/compile-config-with-defaults';
@@ -45,6 +51,13 @@ async function signedInUser(
   const token = requestToken(req);
   if (!token) return null;
   return (await deps.authenticate(token)) ?? 'invalid';
+}
+
+async function orbResolverOf(
+  deps: CompileRoutesDeps,
+  viewer: { id: string } | null,
+): Promise<OrbResolver | undefined> {
+  return deps.orbResolverFor ? deps.orbResolverFor(viewer) : deps.orbResolver;
 }
 
 function pipelineValuesFromMap(value: unknown): PipelineValues {
@@ -101,7 +114,7 @@ export function compileRoutes(deps: CompileRoutesDeps): FastifyPluginAsync {
       const result = await validateConfig(configYaml, {
         pipelineValues: pipelineValuesFromMap(opts.pipeline_values),
         pipelineParameters: params.parameters,
-        orbResolver: deps.orbResolver,
+        orbResolver: await orbResolverOf(deps, user),
       });
       return reply.status(200).send({
         valid: result.valid,
@@ -121,7 +134,7 @@ export function compileRoutes(deps: CompileRoutesDeps): FastifyPluginAsync {
           errors: [{ message: 'Invalid token provided.', extensions: { code: 'UNAUTHENTICATED' } }],
         });
       }
-      const context: GraphQLContext = { viewer: user, orbResolver: deps.orbResolver };
+      const context: GraphQLContext = { viewer: user, orbResolver: await orbResolverOf(deps, user) };
       return reply.status(200).send(await runGraphQL(torusSchema(), body, context));
     });
   };

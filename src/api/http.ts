@@ -1,5 +1,6 @@
-// HTTP plumbing shared by the API's routes: token extraction (CircleCI's three ways plus Bearer),
-// the signed-in user of a request, `{message}` errors, opaque page tokens and request-body checks.
+// HTTP plumbing shared by the API's routes: token extraction (CircleCI's three ways plus Bearer,
+// and the web app's session cookie), the signed-in user of a request, `{message}` errors, opaque
+// page tokens and request-body checks.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import type { User } from '../accounts/index.js';
 import { isTorusError, TorusError } from '../ops/index.js';
@@ -7,7 +8,7 @@ import { isTorusError, TorusError } from '../ops/index.js';
 /**
  * The API token of a request: `Circle-Token` header, HTTP basic with the token as user name,
  * `Authorization: Bearer …` (CircleCI's new CLI), a bare `Authorization: <token>` (the classic CLI's
- * GraphQL client), or the deprecated `circle-token` query parameter.
+ * GraphQL client), the deprecated `circle-token` query parameter, or the web app's session cookie.
  */
 export function requestToken(req: FastifyRequest): string | undefined {
   const header = req.headers['circle-token'];
@@ -25,7 +26,57 @@ export function requestToken(req: FastifyRequest): string | undefined {
   }
   const q = (req.query as Record<string, unknown> | undefined)?.['circle-token'];
   if (typeof q === 'string' && q) return q;
+  const session = sessionCookie(req);
+  if (session) {
+    checkSessionRequest(req);
+    return session.token;
+  }
   return undefined;
+}
+
+// ---- the web app's session (routes-session.ts sets and clears it) ----
+
+/** HttpOnly, SameSite=Strict; its value is `<token id>.<token>` of a token made for the session */
+export const SESSION_COOKIE = 'torus_session';
+/**
+ * The header the web app sends with every request. A page of another origin cannot send a custom
+ * header without a CORS preflight, which Torus never grants: with SameSite=Strict on the cookie,
+ * that is the app's defence against cross-site request forgery.
+ */
+export const WEB_APP_HEADER = 'x-torus-web';
+
+const SESSION_COOKIE_RE = new RegExp(
+  `(?:^|;\\s*)${SESSION_COOKIE}=([0-9a-f-]{36})\\.([0-9a-f]{16,128})(?:;|$)`,
+  'i',
+);
+
+/** The session cookie of a request, when it has a well-formed one. */
+export function sessionCookie(req: FastifyRequest): { tokenId: string; token: string } | undefined {
+  const header = req.headers.cookie;
+  if (typeof header !== 'string') return undefined;
+  const m = SESSION_COOKIE_RE.exec(header);
+  return m ? { tokenId: m[1]!.toLowerCase(), token: m[2]! } : undefined;
+}
+
+/** The request carries the web app's header and, as far as the browser says, comes from its origin. */
+export function isFromWebApp(req: FastifyRequest): boolean {
+  const site = req.headers['sec-fetch-site'];
+  return req.headers[WEB_APP_HEADER] === '1' && (typeof site !== 'string' || site === 'same-origin');
+}
+
+/**
+ * A request that changes something on the strength of the session cookie must come from the web
+ * app itself. Reads (GET, HEAD) need not: event streams and download links cannot set headers, and
+ * another origin cannot read the answers.
+ */
+export function checkSessionRequest(req: FastifyRequest): void {
+  if (req.method === 'GET' || req.method === 'HEAD') return;
+  if (!isFromWebApp(req)) {
+    throw new TorusError(
+      'TORUS_E_FORBIDDEN',
+      `This request came with the web app's session cookie but not from the web app (no ${WEB_APP_HEADER} header, or another origin); scripts authenticate with an API token in the Circle-Token header.`,
+    );
+  }
 }
 
 const users = new WeakMap<FastifyRequest, User>();

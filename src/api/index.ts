@@ -19,8 +19,10 @@ import { registerArtifactRoutes } from './routes-artifacts.js';
 import { scheduleRoutes } from './routes-schedules.js';
 import { createBlobs } from '../blobs/index.js';
 import { createSecretStore, openKeyring, type SecretStore } from '../secrets/index.js';
-import { compileRoutes } from './compile-routes.js';
+import { compileRoutes, type CompileRoutesDeps } from './compile-routes.js';
 import { createOutputSigner } from './signing.js';
+import { sessionRoutes } from './routes-session.js';
+import { webRoutes } from './web-routes.js';
 
 export { validateParameters } from './routes-v2.js';
 export { IMPLEMENTED_OPERATIONS, servedSpec } from './openapi.js';
@@ -31,6 +33,8 @@ export interface ApiDeps {
   accounts: Accounts;
   /** project and context variables (default: a store under the settings' keyring) */
   secrets?: SecretStore;
+  /** the orbs a compile request's caller sees (the orb registry); none: orbs are a config error */
+  orbResolverFor?: CompileRoutesDeps['orbResolverFor'];
 }
 
 /** request bodies (pipeline parameters, step output from agents) stay well under this */
@@ -133,7 +137,15 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   await app.register(secretsRoutes({ res, accounts: deps.accounts, secrets }));
   await app.register(scheduleRoutes({ res, accounts: deps.accounts }));
   // config compilation for the circleci CLI: CircleCI compiles without a token too (compile-routes.ts)
-  await app.register(compileRoutes({ authenticate: (token) => deps.accounts.authenticate(token) }));
+  await app.register(
+    compileRoutes({
+      authenticate: (token) => deps.accounts.authenticate(token),
+      ...(deps.orbResolverFor ? { orbResolverFor: deps.orbResolverFor } : {}),
+    }),
+  );
+  // the web app: its sign-in (a token for an HttpOnly cookie) and its files at `/`
+  await app.register(sessionRoutes({ res, accounts: deps.accounts }));
+  await app.register(webRoutes());
   await app.register(async (api) => {
     api.addHook('onRequest', authenticate);
     registerV2Routes(api, routeDeps);

@@ -8,6 +8,7 @@ import { createAccounts, type Accounts } from '../accounts/index.js';
 import { RetentionLoop } from '../blobs/index.js';
 import { detectSandbox } from '../agent/index.js';
 import { createPipelineEngine, secretsPreparer, type PipelineEngine } from '../pipelines/index.js';
+import { registryOrbResolver } from '../orbs/index.js';
 import { createSecretStore, openKeyring } from '../secrets/index.js';
 import { createScheduler, startLocalAgents, type Scheduler } from '../scheduler/index.js';
 
@@ -42,11 +43,20 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
     onJobFinished: (jobId, outcome) => engine.onJobFinished(jobId, outcome),
     prepareTask: secretsPreparer(db, secrets),
   });
-  const engine: PipelineEngine = createPipelineEngine(res, { scheduler });
+  // Configs resolve orbs from the registry: a pipeline sees its organization's private orbs, a
+  // compile request its caller's.
+  const orbResolver = registryOrbResolver(res);
+  const engine: PipelineEngine = createPipelineEngine(res, { scheduler, orbResolver });
   const accounts = createAccounts(res);
   const admin = await accounts.bootstrapAdmin(settings.adminToken);
 
-  const app = await buildApp(res, { engine, scheduler, accounts, secrets });
+  const app = await buildApp(res, {
+    engine,
+    scheduler,
+    accounts,
+    secrets,
+    orbResolverFor: (viewer) => orbResolver.forViewer(viewer ? { userId: viewer.id } : 'public'),
+  });
   await app.listen({ host: settings.host, port: settings.port });
   const addr = app.server.address();
   const port = typeof addr === 'object' && addr ? addr.port : settings.port;

@@ -54,6 +54,12 @@ export interface Settings {
   retentionSweepMs: number;
   /** how often each server checks for workflow schedules that are due (`triggers: - schedule:`) */
   scheduleTickMs: number;
+  /** proxy for outbound http:// requests; wins over HTTP_PROXY / http_proxy (see ops/proxy.ts) */
+  httpProxy?: string;
+  /** proxy for outbound https:// requests; wins over HTTPS_PROXY / https_proxy */
+  httpsProxy?: string;
+  /** hosts reached without a proxy; wins over NO_PROXY / no_proxy */
+  noProxy?: string;
   /** the config file read, if any */
   configFile?: string;
 }
@@ -207,6 +213,9 @@ const KEYS: Key[] = [
     yaml: 'schedule_tick_ms',
     apply: (s, v) => (s.scheduleTickMs = int('TORUS_SCHEDULE_TICK_MS', v, 100)),
   },
+  { env: 'TORUS_HTTP_PROXY', yaml: 'http_proxy', apply: (s, v) => (s.httpProxy = v || undefined) },
+  { env: 'TORUS_HTTPS_PROXY', yaml: 'https_proxy', apply: (s, v) => (s.httpsProxy = v || undefined) },
+  { env: 'TORUS_NO_PROXY', yaml: 'no_proxy', apply: (s, v) => (s.noProxy = v || undefined) },
 ];
 
 export const SETTING_KEYS = KEYS.map((k) => ({ env: k.env, yaml: k.yaml }));

@@ -5,7 +5,7 @@
 // caller learns the compiler's reasons. A pipeline is continued once, within 6 hours.
 import type { CompiledWorkflow, PipelineValues, WorkflowJob } from '../config/model.js';
 import { TorusError } from '../ops/index.js';
-import { type EngineCore, notifyPipelineChanged } from './core.js';
+import { type EngineCore, notifyPipelineChanged, orbResolverFor } from './core.js';
 import { hashContinuationKey } from './continuation-keys.js';
 import { FilterPatternError } from './filters.js';
 import type { PipelineError } from './pipeline-state.js';
@@ -104,13 +104,14 @@ export async function continuePipeline(
     throw new TorusError('TORUS_E_CONFIG_INVALID', errors.map((e) => e.message).join('\n'));
   };
 
+  const orbResolver = orbResolverFor(core, loaded.project.org_id);
   let compiled;
   try {
     compiled = await core.compile(input.configuration, {
       filename: CONTINUATION_FILENAME,
       pipelineValues: values,
       pipelineParameters: parameters,
-      ...(core.orbResolver ? { orbResolver: core.orbResolver } : {}),
+      ...(orbResolver ? { orbResolver } : {}),
     });
   } catch (err) {
     log.error({ err }, 'the config compiler threw on a continuation config');

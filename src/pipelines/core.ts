@@ -31,12 +31,28 @@ export interface EngineScheduler {
   cancelJob(tx: Queryable, jobId: string): Promise<{ runningTasks: number }>;
 }
 
+/**
+ * An OrbResolver that narrows to what one organization sees: its pipelines resolve the private orbs
+ * of its namespaces (the orb registry's resolver is one, `registryOrbResolver` of src/orbs).
+ */
+export interface OrgOrbResolver extends OrbResolver {
+  forOrg(orgId: string): OrbResolver;
+}
+
 export interface EngineCore {
   res: Resources;
   scheduler: EngineScheduler;
   vcs: VcsProvider;
   compile: CompileFn;
-  orbResolver?: OrbResolver;
+  /** where configs' orbs come from; an OrgOrbResolver is narrowed to each project's organization */
+  orbResolver?: OrbResolver | OrgOrbResolver;
+}
+
+/** The orb resolver a pipeline of organization `orgId` compiles with (none: orbs are a config error). */
+export function orbResolverFor(core: EngineCore, orgId: string): OrbResolver | undefined {
+  const r = core.orbResolver;
+  if (r && 'forOrg' in r && typeof r.forOrg === 'function') return r.forOrg(orgId);
+  return r;
 }
 
 export const CONFIG_PATH = '.circleci/config.yml';

@@ -16,6 +16,7 @@ import {
   PROJECT_COLUMNS,
   isUuid,
   notifyPipelineChanged,
+  orbResolverFor,
 } from './core.js';
 import { createWorkflow } from './dag.js';
 import { FilterPatternError, selectWorkflowJobs } from './filters.js';
@@ -370,13 +371,14 @@ export async function processPipeline(core: EngineCore, pipelineId: string): Pro
     baseRevision: await baseRevisionOf(core, pipeline),
     checkoutUrl,
   });
+  const orbResolver = orbResolverFor(core, project.org_id);
   let compiled;
   try {
     compiled = await core.compile(source, {
       filename: CONFIG_PATH,
       pipelineValues: values,
       pipelineParameters: pipeline.parameters,
-      ...(core.orbResolver ? { orbResolver: core.orbResolver } : {}),
+      ...(orbResolver ? { orbResolver } : {}),
     });
   } catch (err) {
     log.error({ err }, 'the config compiler threw');

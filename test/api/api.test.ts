@@ -74,9 +74,10 @@ describe.each(databaseKinds())('API v2 on %s', (kind) => {
       expect(paths['/pipeline/{pipeline-id}']?.get?.operationId).toBe('getPipelineById');
       expect(paths['/project/{project-slug}/pipeline']?.post?.operationId).toBe('triggerPipeline');
       expect(paths['/torus/projects']?.get).toBeDefined();
-      // not implemented, so the CLI falls back instead of calling it
       expect(paths['/context']?.get?.operationId).toBe('listContexts');
-      expect(paths['/schedule/{schedule-id}']).toBeUndefined();
+      expect(paths['/schedule/{schedule-id}']?.get?.operationId).toBe('getScheduleById');
+      // not implemented, so the CLI falls back instead of calling it
+      expect(paths['/webhook']).toBeUndefined();
       // path items are the spec's own objects
       expect(paths['/workflow/{id}/job']).toEqual(
         (openapi.spec.paths as Record<string, unknown>)['/workflow/{id}/job'],

@@ -14,6 +14,7 @@ export const parts = {
   bwrap: () => hasCommand('bwrap') && spawnSync('bwrap', ['--ro-bind', '/', '/', 'true']).status === 0,
   git: () => hasCommand('git'),
   pgBinaries: () => existsSync('/usr/lib/postgresql/15/bin/postgres'),
+  chromium: () => existsSync('/usr/bin/chromium'),
 };
 
 /** True when the part is here; otherwise prints why the tests are skipped (or throws in CI). */

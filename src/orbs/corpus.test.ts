@@ -1,0 +1,168 @@
+// End to end over the real corpus (/work/shared/corpus): every saved corpus orb version is imported
+// into the registry, and every corpus config then compiles through registryOrbResolver exactly as it
+// does through the corpus' own resolver (same processed output, or the same errors). Prints how long
+// the import took and the warm resolution time per config.
+import { existsSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { performance } from 'node:perf_hooks';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { compileConfig, type CompileResult, type OrbResolver } from '../config/index.js';
+import { corpusOrbResolver, CORPUS_DIR } from '../config/corpus-orbs.js';
+import { databaseKinds } from '../../test/harness/db.js';
+import { openTestResources, type TestResources } from '../../test/api/resources.js';
+import { createOrbRegistry, readOrbSource, registryOrbResolver, type ImportItem } from './index.js';
+import { parseSemver } from './names.js';
+
+const ORBS = join(CORPUS_DIR, 'orbs');
+const present = existsSync(join(ORBS, 'INDEX.tsv'));
+
+const PIPELINE_VALUES = {
+  'pipeline.id': '0f8e6a4e-1c2b-4d3e-9f00-123456789abc',
+  'pipeline.number': 7,
+  'pipeline.project.type': 'github',
+  'pipeline.git.branch': 'main',
+  'pipeline.git.revision': '8d2f3ab6c1e0f4b5a6978d9e0f1a2b3c4d5e6f70',
+};
+
+function tsv(file: string): string[][] {
+  return readFileSync(file, 'utf8')
+    .trim()
+    .split('\n')
+    .slice(1)
+    .map((l) => l.split('\t'));
+}
+
+/** Every saved orb version; `skipped`: the ones whose saved version is not a semver (see below). */
+function corpusOrbs(): { items: ImportItem[]; skipped: string[] } {
+  const items: ImportItem[] = [];
+  const skipped: string[] = [];
+  for (const [, namespace, orb, version] of tsv(join(ORBS, 'INDEX.tsv'))) {
+    const ref = `${namespace}/${orb}@${version}`;
+    // `10.x-last`, `commit-869db08`: the corpus could not establish which version these are, and a
+    // registry holds semantic versions only
+    if (!parseSemver(version!)) {
+      skipped.push(ref);
+      continue;
+    }
+    items.push({
+      namespace: namespace!,
+      orb: orb!,
+      version: version!,
+      source: readOrbSource(join(ORBS, namespace!, orb!, version!)),
+    });
+  }
+  return { items, skipped };
+}
+
+/** refs REFS.tsv resolves to a saved version that is not a semver (skipped by the import) */
+function refsToUnversioned(): Set<string> {
+  const out = new Set<string>();
+  for (const [ref, , , version, savedAs] of tsv(join(ORBS, 'REFS.tsv'))) {
+    if (savedAs !== '-' && version && !parseSemver(version)) out.add(ref!);
+  }
+  return out;
+}
+
+interface ConfigRow {
+  file: string;
+  orbs: string[];
+}
+
+function corpusConfigs(): ConfigRow[] {
+  return tsv(join(CORPUS_DIR, 'INDEX.tsv')).map((c) => ({
+    file: c[0]!,
+    orbs: (c[8] ?? '')
+      .split(' ')
+      .filter(Boolean)
+      .map((a) => a.slice(a.indexOf('=') + 1)),
+  }));
+}
+
+function outcome(r: CompileResult): string {
+  return r.ok ? r.processedYaml : r.errors.map((e) => `${e.code} ${e.message} ${e.hint ?? ''}`).join('\n');
+}
+
+describe.skipIf(!present).each(present ? databaseKinds() : [])(
+  'corpus orbs through the registry on %s',
+  (kind) => {
+    let res: TestResources;
+
+    beforeAll(async () => {
+      res = await openTestResources(kind);
+    });
+    afterAll(async () => res?.close());
+
+    it('imports every corpus orb, and compiles every corpus config as the corpus resolver does', async () => {
+      const { items, skipped } = corpusOrbs();
+      const registry = createOrbRegistry(res);
+      const started = performance.now();
+      const summary = await registry.importOrbVersions(items, 'system');
+      const importMs = performance.now() - started;
+      expect(summary.versionsCreated).toHaveLength(items.length);
+      expect(skipped.length).toBeLessThan(15);
+      console.log(
+        `corpus import on ${kind}: ${items.length} versions of ${summary.orbsCreated.length} orbs in ` +
+          `${summary.namespacesCreated.length} namespaces, ${(importMs / 1000).toFixed(2)} s ` +
+          `(skipped, no semver: ${skipped.join(' ')})`,
+      );
+      // importing again changes nothing
+      expect((await registry.importOrbVersions(items, 'system')).versionsUnchanged).toHaveLength(
+        items.length,
+      );
+
+      const unversioned = refsToUnversioned();
+      const corpus = corpusOrbResolver();
+      const resolver = registryOrbResolver(res);
+      let compared = 0;
+      let withOrbs = 0;
+      const skippedConfigs: string[] = [];
+      const differences: string[] = [];
+      for (const row of corpusConfigs()) {
+        if (row.orbs.some((r) => unversioned.has(r))) {
+          skippedConfigs.push(row.file);
+          continue;
+        }
+        const text = readFileSync(join(CORPUS_DIR, 'configs', row.file), 'utf8');
+        const compile = (orbResolver: OrbResolver) =>
+          compileConfig(text, { orbResolver, pipelineValues: PIPELINE_VALUES });
+        const [viaCorpus, viaRegistry] = [outcome(await compile(corpus)), outcome(await compile(resolver))];
+        if (viaCorpus !== viaRegistry)
+          differences.push(`${row.file}:\n${viaCorpus.slice(0, 300)}\n---\n${viaRegistry.slice(0, 300)}`);
+        compared++;
+        if (row.orbs.length > 0) withOrbs++;
+      }
+      console.log(
+        `corpus configs on ${kind}: ${compared} compiled alike through both resolvers (${withOrbs} with orbs); ` +
+          `skipped, using an unversioned corpus orb: ${skippedConfigs.join(' ')}`,
+      );
+      expect(differences).toEqual([]);
+      expect(withOrbs).toBeGreaterThan(40);
+      expect(skippedConfigs.length).toBeLessThan(5);
+    });
+
+    it('resolves a config’s orbs warm in well under a millisecond', async () => {
+      const resolver = registryOrbResolver(res);
+      const configs = corpusConfigs().filter((c) => c.orbs.length > 0);
+      const resolveAll = async (refs: string[]) => {
+        for (const r of refs) await resolver.resolve(r);
+      };
+      for (const c of configs) await resolveAll(c.orbs); // warm up
+      const times: number[] = [];
+      for (let round = 0; round < 20; round++) {
+        for (const c of configs) {
+          const t = performance.now();
+          await resolveAll(c.orbs);
+          times.push(performance.now() - t);
+        }
+      }
+      times.sort((a, b) => a - b);
+      const p50 = times[Math.floor(times.length / 2)]!;
+      const p99 = times[Math.floor(times.length * 0.99)]!;
+      console.log(
+        `warm orb resolution on ${kind}: p50 ${(p50 * 1000).toFixed(1)} µs, p99 ${(p99 * 1000).toFixed(1)} µs per config ` +
+          `(${configs.length} configs with orbs × 20)`,
+      );
+      expect(p50).toBeLessThan(1);
+    });
+  },
+);

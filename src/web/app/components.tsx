@@ -1,0 +1,162 @@
+// Small pieces every page uses: status icons and badges, breadcrumbs, action buttons that show
+// their progress and error, a ticking clock for live durations, and loading/error notes.
+import { useEffect, useState, type ReactNode } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import { Link } from 'wouter';
+import { ApiError } from './api';
+import { sessionLost } from './session';
+import { statusLabel, toneOf, type Tone } from './status';
+
+const ICON_PATHS: Record<Tone, ReactNode> = {
+  success: (
+    <path
+      d="M4.5 8.2l2.3 2.3 4.7-4.9"
+      fill="none"
+      strokeWidth="1.8"
+      strokeLinecap="round"
+      strokeLinejoin="round"
+    />
+  ),
+  failed: <path d="M5.2 5.2l5.6 5.6M10.8 5.2l-5.6 5.6" fill="none" strokeWidth="1.8" strokeLinecap="round" />,
+  running: <path d="M8 3.2a4.8 4.8 0 1 1-4.8 4.8" fill="none" strokeWidth="1.8" strokeLinecap="round" />,
+  hold: <path d="M6.2 5v6M9.8 5v6" fill="none" strokeWidth="1.8" strokeLinecap="round" />,
+  waiting: (
+    <path d="M8 4.6V8l2.2 1.6" fill="none" strokeWidth="1.6" strokeLinecap="round" strokeLinejoin="round" />
+  ),
+  canceled: <path d="M4.8 11.2l6.4-6.4" fill="none" strokeWidth="1.8" strokeLinecap="round" />,
+  neutral: <circle cx="8" cy="8" r="1.6" />,
+};
+
+/** a round icon in the status' colour; decorative (the label next to it says the status) */
+export function StatusIcon({ status, size = 16 }: { status: string; size?: number }) {
+  const tone = toneOf(status);
+  return (
+    <svg
+      className={`status-icon tone-${tone}`}
+      width={size}
+      height={size}
+      viewBox="0 0 16 16"
+      aria-hidden="true"
+      focusable="false"
+    >
+      {tone !== 'running' && <circle className="status-icon-ring" cx="8" cy="8" r="7.2" />}
+      <g className="status-icon-mark">{ICON_PATHS[tone]}</g>
+    </svg>
+  );
+}
+
+export function StatusBadge({ status }: { status: string }) {
+  return (
+    <span className={`badge tone-${toneOf(status)}`} data-status={status}>
+      <StatusIcon status={status} size={14} />
+      {statusLabel(status)}
+    </span>
+  );
+}
+
+export interface Crumb {
+  label: ReactNode;
+  href?: string;
+}
+
+export function Breadcrumbs({ items }: { items: Crumb[] }) {
+  return (
+    <nav className="breadcrumbs" aria-label="Breadcrumb">
+      <ol>
+        {items.map((c, i) => (
+          <li key={i}>
+            {c.href && i < items.length - 1 ? (
+              <Link href={c.href}>{c.label}</Link>
+            ) : (
+              <span aria-current={i === items.length - 1 ? 'page' : undefined}>{c.label}</span>
+            )}
+          </li>
+        ))}
+      </ol>
+    </nav>
+  );
+}
+
+/** the current time, renewed every `ms` while `live` (for durations of running things) */
+export function useNow(live: boolean, ms = 1000): number {
+  const [now, setNow] = useState(() => Date.now());
+  useEffect(() => {
+    if (!live) return;
+    const t = setInterval(() => setNow(Date.now()), ms);
+    return () => clearInterval(t);
+  }, [live, ms]);
+  return now;
+}
+
+/** A button for an action on the server: disabled while it runs, its error shown beside it. */
+export function ActionButton({
+  label,
+  busyLabel,
+  run,
+  variant = 'secondary',
+  ariaLabel,
+}: {
+  label: string;
+  busyLabel?: string;
+  run: () => Promise<unknown>;
+  variant?: 'primary' | 'secondary' | 'danger';
+  ariaLabel?: string;
+}) {
+  const client = useQueryClient();
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | undefined>();
+  const onClick = () => {
+    setBusy(true);
+    setError(undefined);
+    run()
+      .catch((err: unknown) => {
+        if (err instanceof ApiError && err.status === 401) sessionLost(client);
+        setError(err instanceof Error ? err.message : String(err));
+      })
+      .finally(() => setBusy(false));
+  };
+  return (
+    <span className="action">
+      <button
+        type="button"
+        className={`btn btn-${variant}`}
+        onClick={onClick}
+        disabled={busy}
+        aria-label={ariaLabel}
+      >
+        {busy ? (busyLabel ?? label) : label}
+      </button>
+      {error && (
+        <span className="action-error" role="alert">
+          {error}
+        </span>
+      )}
+    </span>
+  );
+}
+
+export function Loading({ what }: { what: string }) {
+  return (
+    <p className="loading" role="status">
+      <span className="spinner" aria-hidden="true" /> Loading {what}…
+    </p>
+  );
+}
+
+export function ErrorNote({ error }: { error: unknown }) {
+  return (
+    <p className="error-note" role="alert">
+      {error instanceof Error ? error.message : String(error)}
+    </p>
+  );
+}
+
+/** the brand mark (a torus seen from above) */
+export function Logo() {
+  return (
+    <svg className="logo" width="22" height="22" viewBox="0 0 32 32" aria-hidden="true" focusable="false">
+      <circle cx="16" cy="16" r="12" fill="none" stroke="currentColor" strokeWidth="5" />
+      <circle cx="16" cy="16" r="4.5" fill="currentColor" opacity="0.35" />
+    </svg>
+  );
+}

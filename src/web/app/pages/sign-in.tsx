@@ -1,0 +1,60 @@
+// Sign-in with a personal API token (the one `npm start` prints at the first start, or one made
+// with the tokens API). The token is exchanged for an HttpOnly session cookie and not kept here.
+import { useState, type FormEvent } from 'react';
+import { useQueryClient } from '@tanstack/react-query';
+import { signIn } from '../session';
+import { Logo } from '../components';
+
+export function SignInPage() {
+  const client = useQueryClient();
+  const [token, setToken] = useState('');
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | undefined>();
+
+  const submit = (e: FormEvent) => {
+    e.preventDefault();
+    setBusy(true);
+    setError(undefined);
+    signIn(client, token).catch((err: unknown) => {
+      setError(err instanceof Error ? err.message : String(err));
+      setBusy(false);
+    });
+  };
+
+  return (
+    <main className="sign-in" id="main">
+      <form className="card sign-in-card" onSubmit={submit} aria-labelledby="sign-in-title">
+        <div className="sign-in-brand">
+          <Logo /> Torus
+        </div>
+        <h1 id="sign-in-title">Sign in</h1>
+        <label htmlFor="token">Personal API token</label>
+        <input
+          id="token"
+          name="token"
+          type="password"
+          autoComplete="current-password"
+          autoFocus
+          required
+          spellCheck={false}
+          value={token}
+          onChange={(e) => setToken(e.target.value)}
+          aria-describedby="token-help"
+          aria-invalid={error ? true : undefined}
+        />
+        <p id="token-help" className="hint">
+          The admin token <code>npm start</code> printed at its first start, or any token of yours. It is
+          traded for a session cookie and not stored in the browser.
+        </p>
+        {error && (
+          <p className="error-note" role="alert">
+            {error}
+          </p>
+        )}
+        <button type="submit" className="btn btn-primary btn-block" disabled={busy || !token.trim()}>
+          {busy ? 'Signing in…' : 'Sign in'}
+        </button>
+      </form>
+    </main>
+  );
+}
