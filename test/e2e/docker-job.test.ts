@@ -2,6 +2,7 @@
 // a service container answers on localhost, the job's resource class is applied, and nothing is left
 // behind on the engine afterwards.
 import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTorusServer, api, makeGitRepo, type TorusProcess } from '../harness/torus.js';
 import { waitFor } from '../harness/net.js';
@@ -86,10 +87,26 @@ describe.skipIf(!hasDocker)('docker jobs', () => {
     expect(outputs['Primary']).toContain('hello-from-primary');
     expect(outputs['Service on localhost']).toContain('service-page');
     expect(outputs['Spin up environment']).toMatch(new RegExp(BUSYBOX_IMAGE.replace(/[/.]/g, '\\$&')));
-    // nothing left on the engine
-    const left = execFileSync('docker', ['-H', process.env.TORUS_TEST_DOCKER_HOST!, 'ps', '-aq'], {
-      encoding: 'utf8',
-    });
-    expect(left.trim()).toBe('');
+    // nothing of this server's agent left on the engine (other suites share the engine: their
+    // containers carry other agent processes' labels, <host>/<boot>/<pid>/…)
+    const agentPids = readFileSync(`/proc/${server.proc.pid}/task/${server.proc.pid}/children`, 'utf8')
+      .split(' ')
+      .filter(Boolean);
+    const left = execFileSync(
+      'docker',
+      [
+        '-H',
+        process.env.TORUS_TEST_DOCKER_HOST!,
+        'ps',
+        '-a',
+        '--format',
+        '{{.ID}} {{.Label "io.torus.agent-process"}}',
+      ],
+      { encoding: 'utf8' },
+    )
+      .split('\n')
+      .filter((line) => agentPids.includes(line.split(' ')[1]?.split('/')[2] ?? ''));
+    expect(agentPids.length).toBeGreaterThan(0);
+    expect(left).toEqual([]);
   });
 });
