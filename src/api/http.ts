@@ -2,7 +2,7 @@
 // and the web app's session cookie), the signed-in user of a request, `{message}` errors, opaque
 // page tokens and request-body checks.
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
-import type { User } from '../accounts/index.js';
+import type { Accounts, User } from '../accounts/index.js';
 import { isTorusError, TorusError } from '../ops/index.js';
 
 /**
@@ -32,6 +32,22 @@ export function requestToken(req: FastifyRequest): string | undefined {
     return session.token;
   }
   return undefined;
+}
+
+/**
+ * An onRequest hook that needs a personal API token (any form requestToken reads) of an active
+ * user and makes that user the request's: 401 `You must log in first.` or `Invalid token provided.`
+ */
+export function tokenAuthHook(
+  accounts: Pick<Accounts, 'authenticate'>,
+): (req: FastifyRequest) => Promise<void> {
+  return async (req) => {
+    const token = requestToken(req);
+    if (!token) throw new TorusError('TORUS_E_UNAUTHORIZED', 'You must log in first.');
+    const user = await accounts.authenticate(token);
+    if (!user) throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid token provided.');
+    setUser(req, user);
+  };
 }
 
 // ---- the web app's session (routes-session.ts sets and clears it) ----

@@ -7,7 +7,7 @@ import type { PipelineEngine } from '../pipelines/index.js';
 import { AGENT_API_PREFIX, type Scheduler } from '../scheduler/index.js';
 import { TorusError, type Resources } from '../ops/index.js';
 import { agentRoutes } from './agent-routes.js';
-import { requestToken, sendApiError, setUser } from './http.js';
+import { sendApiError, tokenAuthHook } from './http.js';
 import { servedSpec } from './openapi.js';
 import { registerOutputRoutes, registerOutputUrlRoute } from './routes-output.js';
 import { PipelineChanges, registerTorusRoutes } from './routes-torus.js';
@@ -121,13 +121,7 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   await app.register(agentBlobRoutes({ scheduler: deps.scheduler, blobs }), { prefix: AGENT_API_PREFIX });
 
   // ---- the user API: a personal API token on every request ----
-  const authenticate = async (req: FastifyRequest): Promise<void> => {
-    const token = requestToken(req);
-    if (!token) throw new TorusError('TORUS_E_UNAUTHORIZED', 'You must log in first.');
-    const user = await deps.accounts.authenticate(token);
-    if (!user) throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid token provided.');
-    setUser(req, user);
-  };
+  const authenticate = tokenAuthHook(deps.accounts);
   const signer = createOutputSigner(res.db, res.clock);
   // output_url: a token, or the signature the job details handed out
   registerOutputUrlRoute(app, routeDeps, signer, authenticate);

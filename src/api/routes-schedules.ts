@@ -14,7 +14,7 @@ import {
   type PipelineSchedule,
   type ScheduleInput,
 } from '../pipelines/index.js';
-import { bodyObject, currentUser, iso, pageOf, paginate, requestToken, setUser, uuidParam } from './http.js';
+import { bodyObject, currentUser, iso, pageOf, paginate, tokenAuthHook, uuidParam } from './http.js';
 import { canAccessOrg, findProject } from './reads.js';
 
 export interface ScheduleRouteDeps {
@@ -40,13 +40,7 @@ export function scheduleRoutes(deps: ScheduleRouteDeps): FastifyPluginAsync {
   const P = '/api/v2';
 
   return async (app: FastifyInstance) => {
-    app.addHook('onRequest', async (req) => {
-      const token = requestToken(req);
-      if (!token) throw new TorusError('TORUS_E_UNAUTHORIZED', 'You must log in first.');
-      const user = await accounts.authenticate(token);
-      if (!user) throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid token provided.');
-      setUser(req, user);
-    });
+    app.addHook('onRequest', tokenAuthHook(accounts));
 
     const slugs = new Map<string, string>();
     async function projectSlug(projectId: string): Promise<string> {

@@ -15,8 +15,7 @@ import {
   pageOf,
   paginate,
   queryString,
-  requestToken,
-  setUser,
+  tokenAuthHook,
   uuidParam,
 } from './http.js';
 import { canAccessOrg, findProject } from './reads.js';
@@ -55,13 +54,7 @@ export function secretsRoutes(deps: SecretsRouteDeps): FastifyPluginAsync {
   const P = '/api/v2';
 
   return async (app: FastifyInstance) => {
-    app.addHook('onRequest', async (req) => {
-      const token = requestToken(req);
-      if (!token) throw new TorusError('TORUS_E_UNAUTHORIZED', 'You must log in first.');
-      const user = await accounts.authenticate(token);
-      if (!user) throw new TorusError('TORUS_E_UNAUTHORIZED', 'Invalid token provided.');
-      setUser(req, user);
-    });
+    app.addHook('onRequest', tokenAuthHook(accounts));
 
     const project = (req: FastifyRequest) => {
       const { vcs, org, repo } = req.params as SlugParams;
