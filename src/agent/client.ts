@@ -113,6 +113,8 @@ class TaskConnection implements TaskSink {
   private flushTimer: NodeJS.Timeout | undefined;
   /** a flush waits in the queue: the output arriving meanwhile goes with it, no need for another */
   private flushQueued: Promise<void> | undefined;
+  /** a flush that must send everything was asked for (not only the timer's) */
+  private flushForced = false;
   private readonly heartbeatStop = new AbortController();
   private heartbeatLoop: Promise<void> | undefined;
   private deadlineOverride: number | undefined;
@@ -244,7 +246,7 @@ class TaskConnection implements TaskSink {
   ): Promise<void> {
     if (this.lost) return Promise.resolve();
     this.unsentStarts.set(index, info);
-    this.flushTimer ??= setTimeout(() => void this.flush(), OUTPUT_FLUSH_MS);
+    this.flushTimer ??= setTimeout(() => void this.flush(false), OUTPUT_FLUSH_MS);
     return Promise.resolve();
   }
 
@@ -259,7 +261,7 @@ class TaskConnection implements TaskSink {
     // characters, not bytes: a budget, and cheaper to count
     this.bufferedBytes += data.length;
     if (this.bufferedBytes >= OUTPUT_FLUSH_BYTES) void this.flush();
-    else this.flushTimer ??= setTimeout(() => void this.flush(), OUTPUT_FLUSH_MS);
+    else this.flushTimer ??= setTimeout(() => void this.flush(false), OUTPUT_FLUSH_MS);
   }
 
   backpressure(): Promise<void> | undefined {
@@ -320,15 +322,31 @@ class TaskConnection implements TaskSink {
     }).catch((err: unknown) => this.handle(err));
   }
 
-  /** sends all buffered output (queued behind earlier reports); chunks keep their seq across retries */
-  flush(): Promise<void> {
+  /**
+   * Sends all buffered output (queued behind earlier reports); chunks keep their seq across retries.
+   * The timer's flush (`forced` false) holds the starts of steps younger than OUTPUT_FLUSH_MS, with
+   * their output, so that a step ending within its own window is one report even when the timer
+   * was armed by an earlier step's output; any other flush sends everything.
+   */
+  flush(forced = true): Promise<void> {
+    if (forced) this.flushForced = true;
     if (this.flushTimer) clearTimeout(this.flushTimer);
     this.flushTimer = undefined;
     if (this.flushQueued) return this.flushQueued;
     return (this.flushQueued = this.enqueue(async () => {
       this.flushQueued = undefined;
-      const starts = [...this.unsentStarts].sort(([a], [b]) => a - b);
-      this.unsentStarts.clear();
+      const sendAll = this.flushForced;
+      this.flushForced = false;
+      const now = Date.now();
+      const starts = [...this.unsentStarts]
+        .filter(([, info]) => sendAll || now - info.startedAt.getTime() >= OUTPUT_FLUSH_MS)
+        .sort(([a], [b]) => a - b);
+      for (const [index] of starts) this.unsentStarts.delete(index);
+      const held = [...this.unsentStarts.values()].map((info) => info.startedAt.getTime());
+      if (held.length > 0) {
+        const wait = Math.max(1, OUTPUT_FLUSH_MS - (now - Math.min(...held)));
+        this.flushTimer ??= setTimeout(() => void this.flush(false), wait);
+      }
       for (const [index, info] of starts) {
         await this.post(`/steps/${index}/start`, {
           leaseId: this.claim.leaseId,
@@ -339,7 +357,7 @@ class TaskConnection implements TaskSink {
         });
       }
       for (const [index, buf] of this.steps) {
-        // started after the starts above went: its start (and output) go with the next flush
+        // held, or started after the starts above went: its start (and output) go with the next flush
         if (this.unsentStarts.has(index)) continue;
         while (buf.pending.length > 0) {
           // frames: the server stores these bytes as they are (output is encoded once, here)
