@@ -139,7 +139,9 @@ workflows:
         'GET',
         '/api/v2/project/circleci/cli/demo/pipeline?branch=feature%2Fhooked',
       );
-      return r.body.items[0];
+      // the revision is filled in once the pipeline's config is fetched, after the row appears
+      const first = r.body.items[0];
+      return first?.vcs.revision ? first : undefined;
     }, 20_000);
     expect(p.vcs.branch).toBe('feature/hooked');
     expect(p.vcs.revision).toBe(sha);

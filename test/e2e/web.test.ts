@@ -164,7 +164,10 @@ describe.skipIf(!hasChromium)('web app', () => {
     await expect
       .poll(() => workflow.locator('.workflow-head .badge').getAttribute('data-status'), { timeout: 30_000 })
       .toBe('success');
-    expect(await page.getByRole('link', { name: 'deploy: Success' }).count()).toBe(1);
+    // the workflow's badge and its job nodes come from separate answers: wait for the node too
+    await expect
+      .poll(() => page.getByRole('link', { name: 'deploy: Success' }).count(), { timeout: 10_000 })
+      .toBe(1);
     await page.emulateMedia({ colorScheme: 'dark' });
     await shoot(page, 'pipeline-dark');
     await page.emulateMedia({ colorScheme: 'light' });
