@@ -254,6 +254,33 @@ describe('runAgent', () => {
     expect(server.text(spec.taskId, 4)).toContain('Exited with code exit status 2');
   });
 
+  it('sends loud output whole and in order, in few requests, multi-byte characters and both streams included', async () => {
+    const lines = 40_000; // about 5 MB: several buffers' worth and more than one request
+    const text = (n: number) => `line ${n} ünï ✓ ${'x'.repeat(100)}\n`;
+    const spec = taskSpec([
+      runStep(
+        `seq 1 ${lines} | awk '{ print "line " $1 " ünï ✓ ${'x'.repeat(100)}"; if ($1 % 5000 == 0) print "err " $1 > "/dev/stderr" }'`,
+        { name: 'Loud' },
+      ),
+    ]);
+    server.queue.push(spec);
+    await waitFor(() => server.tasks.get(spec.taskId)?.complete, 30_000);
+    const task = server.task(spec.taskId);
+    expect(task.complete?.status).toBe('success');
+    const chunks = [...(task.chunks.get(2)?.values() ?? [])].sort((a, b) => a.seq - b.seq);
+    chunks.forEach((c, i) => expect(c.seq).toBe(i));
+    const of = (stream: string) =>
+      chunks
+        .filter((c) => c.stream === stream)
+        .map((c) => c.data)
+        .join('');
+    expect(of('out')).toBe(Array.from({ length: lines }, (_, i) => text(i + 1)).join(''));
+    expect(of('err')).toBe(Array.from({ length: 8 }, (_, i) => `err ${(i + 1) * 5000}\n`).join(''));
+    // reads are gathered into chunks of up to 64 KB
+    expect(chunks.length).toBeLessThan(200);
+    expect(task.outputRequests).toBeLessThan(20);
+  });
+
   it('reports a step that ends within the flush window in one request', async () => {
     const spec = taskSpec([runStep('echo quick', { name: 'Quick' })]);
     server.queue.push(spec);

@@ -20,14 +20,15 @@ import {
 } from '../scheduler/protocol.js';
 import type { DockerExecutorOptions } from './executors/index.js';
 import type { SandboxMode } from './sandbox.js';
-import { OUTPUT_FRAMES_CONTENT_TYPE, encodeFrames } from '../scheduler/output-format.js';
+import { OUTPUT_FRAMES_CONTENT_TYPE, frameParts, type ChunkBytes } from '../scheduler/output-format.js';
+import { postParts } from './upload.js';
 import { createBlobClient } from './blob-client.js';
 import { runTask, type FinalStepStatus, type TaskSink } from './task.js';
 
 /** output waits at most this long before it is sent */
 export const OUTPUT_FLUSH_MS = 100;
 /** buffered output of this size is sent at once */
-export const OUTPUT_FLUSH_BYTES = 16 * 1024;
+export const OUTPUT_FLUSH_BYTES = 1024 * 1024;
 /** one output request carries at most this much */
 const OUTPUT_REQUEST_MAX_BYTES = 4 * 1024 * 1024;
 /** a chunk grows by appending until this size, then a new chunk (new seq) starts */
@@ -171,25 +172,24 @@ class TaskConnection implements TaskSink {
   private async post(
     suffix: string,
     body: unknown,
-    raw?: { contentType: string; body: Buffer },
+    raw?: { contentType: string; parts: Buffer[] },
   ): Promise<Response> {
-    const payload = raw ? raw.body : JSON.stringify(body);
+    const payload = raw ? undefined : JSON.stringify(body);
     const contentType = raw ? raw.contentType : 'application/json';
     let delay = RETRY_MIN_MS;
     for (;;) {
       if (this.lost) throw new LeaseLost();
       let problem: string;
       try {
-        const res = await fetch(this.url(suffix), {
-          method: 'POST',
-          headers: {
-            authorization: `Bearer ${this.opts.token}`,
-            'content-type': contentType,
-            [LEASE_HEADER]: this.claim.leaseId,
-          },
-          body: payload,
-          signal: this.requestSignal(this.requestTimeoutMs()),
-        });
+        const headers = {
+          authorization: `Bearer ${this.opts.token}`,
+          'content-type': contentType,
+          [LEASE_HEADER]: this.claim.leaseId,
+        };
+        const signal = this.requestSignal(this.requestTimeoutMs());
+        const res = raw
+          ? await postParts(this.url(suffix), headers, raw.parts, signal)
+          : await fetch(this.url(suffix), { method: 'POST', headers, body: payload, signal });
         if (res.status === 409) {
           await res.body?.cancel();
           this.markLost();
@@ -361,16 +361,16 @@ class TaskConnection implements TaskSink {
         if (this.unsentStarts.has(index)) continue;
         while (buf.pending.length > 0) {
           // frames: the server stores these bytes as they are (output is encoded once, here)
-          const chunks: OutputChunk[] = [];
+          const chunks: ChunkBytes[] = [];
           let bytes = 0;
           while (buf.pending.length > 0 && (bytes === 0 || bytes < OUTPUT_REQUEST_MAX_BYTES)) {
             const c = buf.pending.shift() as OutputChunk;
             bytes += c.data.length;
-            chunks.push(c);
+            chunks.push({ seq: c.seq, stream: c.stream, time: c.time, text: Buffer.from(c.data) });
           }
           await this.post(`/steps/${index}/output`, undefined, {
             contentType: OUTPUT_FRAMES_CONTENT_TYPE,
-            body: encodeFrames(chunks),
+            parts: frameParts(chunks),
           });
           this.bufferedBytes -= bytes;
           this.wakeRoomWaiters();

@@ -103,8 +103,9 @@ export function startStepProcess(opts: StartOptions): StepProcess {
   };
   const armWatchdog = () => {
     if (!opts.noOutputTimeoutMs) return;
-    if (watchdog) clearTimeout(watchdog);
-    watchdog = setTimeout(() => kill('timedout'), opts.noOutputTimeoutMs);
+    // refresh(): a read of a loud step restarts the same timer rather than making a new one
+    if (watchdog) watchdog.refresh();
+    else watchdog = setTimeout(() => kill('timedout'), opts.noOutputTimeoutMs);
   };
   armWatchdog();
   for (const [name, stream] of [

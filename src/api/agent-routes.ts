@@ -1,11 +1,13 @@
 // The agent protocol's HTTP routes (see src/scheduler/protocol.ts), mounted at AGENT_API_PREFIX:
 // bearer-token auth, body validation, and the mapping of scheduler errors to {message} responses.
-import type {
-  FastifyError,
-  FastifyInstance,
-  FastifyPluginAsync,
-  FastifyReply,
-  FastifyRequest,
+import { Readable } from 'node:stream';
+import {
+  errorCodes,
+  type FastifyError,
+  type FastifyInstance,
+  type FastifyPluginAsync,
+  type FastifyReply,
+  type FastifyRequest,
 } from 'fastify';
 import { isTorusError, TorusError } from '../ops/index.js';
 import { LEASE_HEADER } from '../scheduler/protocol.js';
@@ -121,16 +123,82 @@ const completeBody = {
 
 /** Output requests carry batches of log text: allow more than Fastify's 1 MiB default. */
 const OUTPUT_BODY_LIMIT = 16 * 1024 * 1024;
+/** frames bodies from this size on are read into a reused buffer */
+const REUSED_BODY_MIN_BYTES = 64 * 1024;
+/** reused buffers are at least this large, so one fits the next requests of a loud step too */
+const REUSED_BODY_BUFFER_BYTES = 9 * 1024 * 1024;
+/** free reused buffers kept (one per agent streaming at the same time) */
+const REUSED_BODY_BUFFERS_KEPT = 4;
 
-/** a frames output body with its lease from the header (src/scheduler/output-format.ts) */
-function framesRequest(request: FastifyRequest, records: Buffer): OutputFramesRequest {
+/**
+ * Buffers that frames bodies are read into, reused. A loud step sends megabytes every few
+ * milliseconds, and every buffer allocated counts towards V8's external memory, which V8 answers
+ * with garbage collections (a young one per 32 MB or so, a full one per 64 MB): a new buffer per
+ * request (Buffer.concat of the chunks) doubled them.
+ */
+class BodyBuffers {
+  private readonly free: Buffer[] = [];
+
+  take(bytes: number): Buffer {
+    const at = this.free.findIndex((b) => b.length >= bytes);
+    if (at >= 0) return this.free.splice(at, 1)[0]!;
+    return Buffer.allocUnsafeSlow(Math.max(bytes, REUSED_BODY_BUFFER_BYTES));
+  }
+
+  give(buf: Buffer): void {
+    if (this.free.length < REUSED_BODY_BUFFERS_KEPT) {
+      this.free.push(buf);
+      return;
+    }
+    // full: keep the larger ones
+    const smallest = this.free.reduce((min, b, i) => (b.length < this.free[min]!.length ? i : min), 0);
+    if (this.free[smallest]!.length < buf.length) this.free[smallest] = buf;
+  }
+
+  /**
+   * A frames body read whole: into a reused buffer when its length is given (`release` hands the
+   * buffer back: call it once nothing refers to `records` any more), else collected up to the limit.
+   */
+  async read(request: FastifyRequest): Promise<{ records: Buffer; release: () => void }> {
+    const raw = request.body as Readable;
+    const header = request.headers['content-length'];
+    const length = header === undefined ? undefined : Number(header);
+    if (length !== undefined && length > OUTPUT_BODY_LIMIT) throw new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE();
+    if (length === undefined || length < REUSED_BODY_MIN_BYTES) {
+      const parts: Buffer[] = [];
+      let size = 0;
+      for await (const chunk of raw) {
+        size += (chunk as Buffer).length;
+        if (size > OUTPUT_BODY_LIMIT) throw new errorCodes.FST_ERR_CTP_BODY_TOO_LARGE();
+        parts.push(chunk as Buffer);
+      }
+      return { records: Buffer.concat(parts, size), release: () => undefined };
+    }
+    const buf = this.take(length);
+    let size = 0;
+    try {
+      // Node's HTTP parser ends the body at its content-length
+      for await (const chunk of raw) {
+        (chunk as Buffer).copy(buf, size);
+        size += (chunk as Buffer).length;
+      }
+    } catch (err) {
+      this.give(buf);
+      throw err;
+    }
+    return { records: buf.subarray(0, size), release: () => this.give(buf) };
+  }
+}
+
+/** the lease of a frames output request, from its header (src/scheduler/output-format.ts) */
+function framesLease(request: FastifyRequest): string {
   const lease = request.headers[LEASE_HEADER];
   if (typeof lease !== 'string' || !new RegExp(UUID).test(lease))
     throw new TorusError(
       'TORUS_E_BAD_REQUEST',
       `an output-frames request names its lease in the ${LEASE_HEADER} header`,
     );
-  return { leaseId: lease, records };
+  return lease;
 }
 
 type TaskParams = { taskId: string };
@@ -179,6 +247,7 @@ export function useAgentAuth(
 export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
   return async (app) => {
     const agentOf = useAgentAuth(app, scheduler);
+    const bodyBuffers = new BodyBuffers();
     // Long-polling claims end (204) when the server closes, so closing does not wait up to 30 s.
     const waitingClaims = new Set<AbortController>();
     app.addHook('preClose', async () => {
@@ -223,11 +292,10 @@ export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
       },
     );
 
-    // frames reach the handler as bytes: the scheduler checks each record and stores the body as sent
-    app.addContentTypeParser(OUTPUT_FRAMES_CONTENT_TYPE, { parseAs: 'buffer' }, (_req, body, done) =>
-      done(null, body),
-    );
-    app.post<{ Params: StepParams; Body: OutputRequest | Buffer }>(
+    // frames reach the handler as the request stream, read into a reused buffer there: the
+    // scheduler checks each record and stores the body as sent
+    app.addContentTypeParser(OUTPUT_FRAMES_CONTENT_TYPE, (_req, payload, done) => done(null, payload));
+    app.post<{ Params: StepParams; Body: OutputRequest | Readable }>(
       '/tasks/:taskId/steps/:index/output',
       {
         schema: {
@@ -243,12 +311,17 @@ export function agentRoutes(scheduler: Scheduler): FastifyPluginAsync {
       },
       async (request, reply) => {
         const { taskId, index } = request.params;
-        const body = request.body;
-        await scheduler.stepOutput(
-          taskId,
-          index,
-          Buffer.isBuffer(body) ? framesRequest(request, body) : body,
-        );
+        if (!(request.body instanceof Readable)) {
+          await scheduler.stepOutput(taskId, index, request.body);
+          return reply.code(204).send();
+        }
+        const leaseId = framesLease(request);
+        const { records, release } = await bodyBuffers.read(request);
+        try {
+          await scheduler.stepOutput(taskId, index, { leaseId, records } satisfies OutputFramesRequest);
+        } finally {
+          release();
+        }
         return reply.code(204).send();
       },
     );

@@ -3,10 +3,13 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { request as httpRequest } from 'node:http';
+import { Readable } from 'node:stream';
 import type { Database } from '../storage/index.js';
 import { openTestDatabase, databaseKinds } from '../../test/harness/db.js';
 import { agentRoutes } from '../api/agent-routes.js';
 import { AGENT_API_PREFIX, createScheduler, type Scheduler } from './index.js';
+import { OUTPUT_FRAMES_CONTENT_TYPE, encodeFrames } from './output-format.js';
+import { LEASE_HEADER, type OutputChunk } from './protocol.js';
 import {
   enqueueJob,
   recordingHooks,
@@ -154,6 +157,65 @@ for (const kind of databaseKinds()) {
       const lost = await post(`/tasks/${taskId}/heartbeat`, { leaseId });
       expect(lost.statusCode).toBe(409);
       expect(lost.json()).toEqual({ message: expect.stringContaining('stop working on it') });
+    });
+
+    it('stores output frames as sent, big or small, and refuses bad ones before storing anything', async () => {
+      const { taskIds } = await enqueueJob(db, scheduler.enqueue);
+      const taskId = taskIds[0]!;
+      const c = (await post('/claim', { agentId: 'a1', resourceClasses: ['machine:*'], waitMs: 1_000 })).json();
+      const leaseId = c.leaseId as string;
+      const time = new Date().toISOString();
+      await post(`/tasks/${taskId}/steps/2/start`, { leaseId, name: 'Run', type: 'run', startedAt: time });
+      const frames = (
+        body: Buffer | Readable,
+        headers: Record<string, string> = { [LEASE_HEADER]: leaseId },
+      ) =>
+        app.inject({
+          method: 'POST',
+          url: `${AGENT_API_PREFIX}/tasks/${taskId}/steps/2/output`,
+          headers: { authorization: `Bearer ${token}`, 'content-type': OUTPUT_FRAMES_CONTENT_TYPE, ...headers },
+          payload: body,
+        });
+      const chunk = (seq: number, data: string): OutputChunk => ({ seq, stream: 'out', time, data });
+      // large bodies are read into a buffer the next request reuses: what was stored must not change
+      const big = (seq: number, fill: string) => chunk(seq, `${fill.repeat(99)} ünï ✓\n`.repeat(2_000));
+      const sent = [chunk(0, 'small\n'), big(1, 'a'), big(2, 'b'), big(3, 'c'), chunk(4, 'tail')];
+      expect((await frames(encodeFrames(sent.slice(0, 1)))).statusCode).toBe(204);
+      expect((await frames(encodeFrames(sent.slice(1, 3)))).statusCode).toBe(204);
+      expect((await frames(encodeFrames(sent.slice(3, 4)))).statusCode).toBe(204);
+      // a body without a length (chunked) is read too
+      expect((await frames(Readable.from([encodeFrames(sent.slice(4))]))).statusCode).toBe(204);
+
+      const noLease = await frames(encodeFrames([chunk(5, 'x')]), {});
+      expect(noLease.statusCode).toBe(400);
+      expect(noLease.json().message).toContain(LEASE_HEADER);
+      const cut = encodeFrames([big(5, 'd')]);
+      const bad = await frames(cut.subarray(0, cut.length - 10));
+      expect(bad.statusCode).toBe(400);
+      expect(bad.json().message).toContain('must be followed by a newline');
+      const tooLarge = await frames(Buffer.alloc(16 * 1024 * 1024 + 1, 0x0a));
+      expect(tooLarge.statusCode).toBe(413);
+      expect(Object.keys(tooLarge.json())).toEqual(['message']);
+
+      const stored = async () => {
+        const out: OutputChunk[] = [];
+        for (let page = await scheduler.readStepOutput(taskId, 2); ; ) {
+          out.push(...page.chunks);
+          const last = page.chunks[page.chunks.length - 1];
+          if (!page.more || !last) return out;
+          page = await scheduler.readStepOutput(taskId, 2, last.seq);
+        }
+      };
+      expect(await stored()).toEqual(sent);
+      // a resent request (its answer was lost) stores nothing twice
+      expect((await frames(encodeFrames(sent.slice(1, 3)))).statusCode).toBe(204);
+      expect(await stored()).toEqual(sent);
+
+      // once the task is over, its lease stores nothing more, however recently it stored output
+      expect((await post(`/tasks/${taskId}/complete`, { leaseId, status: 'success' })).statusCode).toBe(204);
+      const late = await frames(encodeFrames([big(5, 'e')]));
+      expect(late.statusCode).toBe(409);
+      expect((await stored()).length).toBe(sent.length);
     });
 
     it('answers waiting claims with 204 when the server closes, instead of holding the close', async () => {

@@ -161,12 +161,31 @@ export async function reportStep(
   if (!inserted && key) await deleteQuietly(store, key);
 }
 
+/** running steps' append state as this server last stored it: `${taskId}:${index}` → state */
+const appendStates = new WeakMap<SchedulerContext, Map<string, AppendState>>();
+/** steps remembered at most (a server appends to about as many steps as agents stream at once) */
+const APPEND_STATES_MAX = 1_000;
+
+interface AppendState {
+  leaseId: string;
+  leaseExpiresAt: Date;
+  maxSeq: number;
+}
+
+function appendStatesOf(ctx: SchedulerContext): Map<string, AppendState> {
+  let states = appendStates.get(ctx);
+  if (!states) appendStates.set(ctx, (states = new Map()));
+  return states;
+}
+
 /**
  * Output of a running step, one segment per request: inline when small, else written to the object
  * store first (after a lease check, so an agent without the lease cannot fill the store). Records
- * at or before the last stored seq were stored already (a retried request) and are dropped. Two
- * statements per request, none holding a transaction open while the object is written: a step
- * printing fast sends a request every few milliseconds.
+ * at or before the last stored seq were stored already (a retried request) and are dropped. One
+ * statement per request, none holding a transaction open while the object is written: a step
+ * printing fast sends a request every few milliseconds. The lease and the last seq come from what
+ * this server stored last for the step while that lease is valid (the statement checks them again),
+ * else from a read.
  */
 export async function appendStepOutput(
   ctx: SchedulerContext,
@@ -175,9 +194,24 @@ export async function appendStepOutput(
   req: OutputRequest | OutputFramesRequest,
 ): Promise<void> {
   const { db, store, clock } = ctx.res;
-  const before = await outputState(db, taskId, index);
-  checkAppend(taskId, index, before, req.leaseId, clock.now());
-  if (before.step_status !== 'running') return; // a retried request for a step that has ended
+  const states = appendStatesOf(ctx);
+  const stateKey = `${taskId}:${index}`;
+  const known = states.get(stateKey);
+  let before: OutputState;
+  if (known && known.leaseId === req.leaseId && known.leaseExpiresAt > clock.now()) {
+    before = {
+      status: 'running',
+      lease_id: known.leaseId,
+      lease_expires_at: known.leaseExpiresAt,
+      step_status: 'running',
+      max_seq: known.maxSeq,
+    };
+  } else {
+    states.delete(stateKey);
+    before = await outputState(db, taskId, index);
+    checkAppend(taskId, index, before, req.leaseId, clock.now());
+    if (before.step_status !== 'running') return; // a retried request for a step that has ended
+  }
   const body = 'records' in req ? req.records : Buffer.from(jsonLines(normalizeChunks(req.chunks)));
   const spans = scanRecords(body);
   let fresh = spans.filter((r) => r.seq > before.max_seq);
@@ -197,25 +231,19 @@ export async function appendStepOutput(
     key = stepOutputKey(taskId, index);
     await store.put(key, data);
   }
-  let after: OutputState & { inserted: boolean };
+  let inserted: boolean;
   try {
     // one statement: the lease, the step and the last seq checked again (row locks held to its end)
     // and the segment inserted only if all still hold
-    const { rows } = await db.query<OutputState & { inserted: boolean }>(
-      `WITH task AS (SELECT status, lease_id, lease_expires_at FROM tasks WHERE id = $1 FOR SHARE),
-            step AS (SELECT status FROM steps WHERE task_id = $1 AND step_index = $2 FOR UPDATE),
-            prev AS (SELECT coalesce((SELECT last_seq FROM output_segments
-                     WHERE task_id = $1 AND step_index = $2 ORDER BY first_seq DESC LIMIT 1), -1) AS max_seq),
-            ins AS (
-              INSERT INTO output_segments (task_id, step_index, first_seq, last_seq, bytes, data, object_key)
-              SELECT $1, $2, $3, $4, $5, $6, $7 FROM task, step, prev
-              WHERE task.status = 'running' AND task.lease_id = $8 AND task.lease_expires_at > $9
-                AND step.status = 'running' AND prev.max_seq = $10
-              RETURNING 1)
-       SELECT task.status, task.lease_id, task.lease_expires_at, step.status AS step_status, prev.max_seq,
-              (SELECT count(*) FROM ins) > 0 AS inserted,
-              CASE WHEN (SELECT count(*) FROM ins) > 0 THEN pg_notify($11, $12) END AS notified
-       FROM prev LEFT JOIN task ON true LEFT JOIN step ON true`,
+    const { rows } = await db.query(
+      `INSERT INTO output_segments (task_id, step_index, first_seq, last_seq, bytes, data, object_key)
+       SELECT $1, $2, $3, $4, $5, $6, $7 FROM tasks t, steps s
+       WHERE t.id = $1 AND s.task_id = $1 AND s.step_index = $2
+         AND t.status = 'running' AND t.lease_id = $8 AND t.lease_expires_at > $9 AND s.status = 'running'
+         AND coalesce((SELECT last_seq FROM output_segments WHERE task_id = $1 AND step_index = $2
+                       ORDER BY first_seq DESC LIMIT 1), -1) = $10
+       FOR SHARE OF t FOR UPDATE OF s
+       RETURNING pg_notify($11, $12)`,
       [
         taskId,
         index,
@@ -231,10 +259,12 @@ export async function appendStepOutput(
         `${taskId}:${index}`,
       ],
     );
-    after = rows[0]!;
-    if (!after.inserted) {
+    inserted = rows.length > 0;
+    if (!inserted) {
+      // why not: the lease, the step, or output that got in between (which the agent sends again)
+      states.delete(stateKey);
+      const after = await outputState(db, taskId, index);
       checkAppend(taskId, index, after, req.leaseId, clock.now());
-      // another request for this step got in between (the agent sends one at a time): it retries
       if (after.step_status === 'running')
         throw new TorusError(
           'TORUS_E_UNAVAILABLE',
@@ -245,7 +275,17 @@ export async function appendStepOutput(
     if (key) await deleteQuietly(store, key);
     throw err;
   }
-  if (!after.inserted && key) await deleteQuietly(store, key);
+  if (!inserted) {
+    if (key) await deleteQuietly(store, key);
+    return;
+  }
+  if (states.size >= APPEND_STATES_MAX) states.clear();
+  // the lease's end as read (a heartbeat since only moves it later): past it, the state is read again
+  states.set(stateKey, {
+    leaseId: req.leaseId,
+    leaseExpiresAt: new Date(before.lease_expires_at!),
+    maxSeq: last.seq,
+  });
 }
 
 interface OutputState {
@@ -406,6 +446,7 @@ export async function endStep(
   leaseId: string | null,
 ): Promise<void> {
   const { db, store, clock } = ctx.res;
+  appendStatesOf(ctx).delete(`${taskId}:${index}`);
   for (let i = 0; i < MOVE_ATTEMPTS; i++) {
     const segments = await readSegments(db, taskId, index);
     const plan = await planOutput(ctx, taskId, index, segments);

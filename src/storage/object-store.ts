@@ -49,12 +49,22 @@ export class FsObjectStore implements ObjectStore {
 
   async put(key: string, body: ObjectBody): Promise<{ size: number }> {
     const target = this.path(key);
-    await mkdir(dirname(target), { recursive: true });
     const tmp = `${target}.${randomUUID()}.partial`;
     try {
-      // a body in memory is written in one call; a stream is piped
-      if (typeof body === 'string' || Buffer.isBuffer(body)) await writeFile(tmp, body);
-      else await pipeline(body, createWriteStream(tmp));
+      if (typeof body === 'string' || Buffer.isBuffer(body)) {
+        // a body in memory is written in one call, its folder made only when missing (a loud
+        // step's output is written in many objects to one folder)
+        await writeFile(tmp, body).catch(async (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+          await mkdir(dirname(target), { recursive: true });
+          await writeFile(tmp, body);
+        });
+        await rename(tmp, target);
+        return { size: Buffer.byteLength(body) };
+      }
+      // a stream is piped, once its folder is there (a failed open could lose what it read)
+      await mkdir(dirname(target), { recursive: true });
+      await pipeline(body, createWriteStream(tmp));
       await rename(tmp, target);
     } catch (err) {
       await rm(tmp, { force: true });

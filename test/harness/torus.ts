@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { freePort, waitFor } from './net.js';
+import { NODE_FLAGS } from '../../src/ops/node-flags.js';
 
 export const REPO_ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export const TORUS_BIN = join(REPO_ROOT, 'bin/torus.js');
@@ -51,7 +52,7 @@ export const ADMIN_TOKEN = 'e2e0000000000000000000000000000000000000';
 export async function startTorusServer(opts: StartOptions = {}): Promise<TorusProcess> {
   const dataDir = opts.dataDir ?? mkdtempSync(join(tmpdir(), 'torus-e2e-'));
   const port = opts.port ?? (await freePort());
-  const proc = spawn(process.execPath, [TORUS_BIN, 'server', ...(opts.args ?? [])], {
+  const proc = spawn(process.execPath, [...NODE_FLAGS, TORUS_BIN, 'server', ...(opts.args ?? [])], {
     cwd: dataDir,
     env: {
       PATH: process.env.PATH ?? '/usr/bin:/bin',

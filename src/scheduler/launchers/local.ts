@@ -6,6 +6,7 @@ import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../../ops/index.js';
+import { NODE_FLAGS } from '../../ops/node-flags.js';
 
 export const TORUS_ENTRY = fileURLToPath(new URL('../../../bin/torus.js', import.meta.url));
 const DEFAULT_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
@@ -83,7 +84,7 @@ export function startLocalAgents(opts: LocalAgentsOptions): LocalAgents {
   const launch = (slot: Slot): void => {
     slot.restartTimer = undefined;
     if (stopping) return;
-    const child = spawn(process.execPath, [entry, ...agentArgs(opts, slot.n)], {
+    const child = spawn(process.execPath, [...NODE_FLAGS, entry, ...agentArgs(opts, slot.n)], {
       stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
       env: agentEnv(opts),
     });
