@@ -1,13 +1,17 @@
 // The config-compile endpoints of the official `circleci` CLI: `POST /api/v2/compile-config-with-defaults`
 // (REST, `config validate|process` on a server that answers its probe) and `POST /graphql-unstable`
-// (the GraphQL API: `buildConfig`, `orbConfig`). Mounted at the root, outside the token-required
+// (the GraphQL API: `buildConfig`, `orbConfig`, and the orb registry's queries and mutations,
+// graphql/orbs-schema.ts). Mounted at the root, outside the token-required
 // scope: CircleCI compiles without a token too, and the CLI probes the REST route with no body.
 import type { FastifyError, FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
+import type { Accounts } from '../accounts/index.js';
 import type { OrbResolver, PipelineValues } from '../config/index.js';
+import type { OrbRegistry, OrbRegistryOptions } from '../orbs/index.js';
 import { requestToken } from './http.js';
 import {
   checkPipelineParameters,
   isScalar,
+  orbSourceValidator,
   runGraphQL,
   torusSchema,
   validateConfig,
@@ -24,6 +28,12 @@ export interface CompileRoutesDeps {
    * callers public orbs only (the orb registry's `forViewer`).
    */
   orbResolverFor?(viewer: { id: string } | null): Promise<OrbResolver>;
+  /** the orb registry behind the GraphQL orb fields; without it they answer an error */
+  orbs?: {
+    /** a registry whose publishes check sources with `validateSource` (made per request) */
+    registryFor(validateSource: NonNullable<OrbRegistryOptions['validateSource']>): OrbRegistry;
+    accounts: Pick<Accounts, 'getOrg' | 'getUser' | 'memberRole'>;
+  };
 }
 
 export const COMPILE_CONFIG_PATH = '/api/v2/compile-config-with-defaults';
@@ -134,7 +144,15 @@ export function compileRoutes(deps: CompileRoutesDeps): FastifyPluginAsync {
           errors: [{ message: 'Invalid token provided.', extensions: { code: 'UNAUTHENTICATED' } }],
         });
       }
-      const context: GraphQLContext = { viewer: user, orbResolver: await orbResolverOf(deps, user) };
+      const orbResolver = await orbResolverOf(deps, user);
+      const context: GraphQLContext = { viewer: user, orbResolver };
+      if (deps.orbs) {
+        // a published orb is validated as `orbConfig` validates it, its imports as its publisher sees them
+        context.orbs = {
+          registry: deps.orbs.registryFor(orbSourceValidator(orbResolver)),
+          accounts: deps.orbs.accounts,
+        };
+      }
       return reply.status(200).send(await runGraphQL(torusSchema(), body, context));
     });
   };

@@ -19,6 +19,7 @@ import { registerArtifactRoutes } from './routes-artifacts.js';
 import { scheduleRoutes } from './routes-schedules.js';
 import { createBlobs } from '../blobs/index.js';
 import { createSecretStore, openKeyring, type SecretStore } from '../secrets/index.js';
+import { createOrbRegistry } from '../orbs/index.js';
 import { compileRoutes, type CompileRoutesDeps } from './compile-routes.js';
 import { createOutputSigner } from './signing.js';
 import { sessionRoutes } from './routes-session.js';
@@ -135,6 +136,11 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
     compileRoutes({
       authenticate: (token) => deps.accounts.authenticate(token),
       ...(deps.orbResolverFor ? { orbResolverFor: deps.orbResolverFor } : {}),
+      // the circleci CLI's orb and namespace commands (graphql/orbs-resolvers.ts)
+      orbs: {
+        registryFor: (validateSource) => createOrbRegistry(res, { validateSource }),
+        accounts: deps.accounts,
+      },
     }),
   );
   // the web app: its sign-in (a token for an HttpOnly cookie) and its files at `/`

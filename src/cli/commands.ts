@@ -6,6 +6,7 @@ import { basename, join, resolve } from 'node:path';
 import type { Command } from 'commander';
 import { ApiClient, slugPath } from './client.js';
 import { watchPipeline } from './watch.js';
+import { registerOrbCommands } from './orb-commands.js';
 import { TorusError } from '../ops/errors.js';
 
 interface GlobalOpts {
@@ -183,6 +184,7 @@ export function registerClientCommands(program: Command): void {
 
   registerAdminCommands(program);
   registerConfigCommands(program);
+  registerOrbCommands(program);
 }
 
 function registerAdminCommands(program: Command): void {

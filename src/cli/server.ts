@@ -8,7 +8,7 @@ import { createAccounts, type Accounts } from '../accounts/index.js';
 import { RetentionLoop } from '../blobs/index.js';
 import { detectSandbox } from '../agent/index.js';
 import { createPipelineEngine, secretsPreparer, type PipelineEngine } from '../pipelines/index.js';
-import { registryOrbResolver } from '../orbs/index.js';
+import { createOrbRegistry, DevVersionSweepLoop, registryOrbResolver } from '../orbs/index.js';
 import { createSecretStore, openKeyring } from '../secrets/index.js';
 import { createScheduler, startLocalAgents, type Scheduler } from '../scheduler/index.js';
 
@@ -68,6 +68,8 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
   engine.startSchedules();
   const retention = new RetentionLoop(res);
   retention.start();
+  const devOrbSweep = new DevVersionSweepLoop(res, createOrbRegistry(res), settings.orbDevSweepMs);
+  devOrbSweep.start();
 
   let agents: { stop(): Promise<void> } | undefined;
   if (settings.localAgents > 0) {
@@ -94,6 +96,7 @@ export async function startServer(settings: Settings): Promise<RunningServer> {
       await agents?.stop();
       await app.close();
       await retention.stop();
+      await devOrbSweep.stop();
       await scheduler.stop();
       await engine.stop();
       await db.close();

@@ -54,6 +54,10 @@ export interface Settings {
   retentionSweepMs: number;
   /** how often each server checks for workflow schedules that are due (`triggers: - schedule:`) */
   scheduleTickMs: number;
+  /** how often each server deletes expired dev orb versions (they stop resolving when they expire) */
+  orbDevSweepMs: number;
+  /** the upstream orb registry `torus admin import-orb` reads (default CircleCI's) */
+  orbUpstreamUrl?: string;
   /** proxy for outbound http:// requests; wins over HTTP_PROXY / http_proxy (see ops/proxy.ts) */
   httpProxy?: string;
   /** proxy for outbound https:// requests; wins over HTTPS_PROXY / https_proxy */
@@ -213,6 +217,12 @@ const KEYS: Key[] = [
     yaml: 'schedule_tick_ms',
     apply: (s, v) => (s.scheduleTickMs = int('TORUS_SCHEDULE_TICK_MS', v, 100)),
   },
+  {
+    env: 'TORUS_ORB_DEV_SWEEP_MS',
+    yaml: 'orb_dev_sweep_ms',
+    apply: (s, v) => (s.orbDevSweepMs = int('TORUS_ORB_DEV_SWEEP_MS', v, 100)),
+  },
+  { env: 'TORUS_ORB_UPSTREAM', yaml: 'orb_upstream', apply: (s, v) => (s.orbUpstreamUrl = v || undefined) },
   { env: 'TORUS_HTTP_PROXY', yaml: 'http_proxy', apply: (s, v) => (s.httpProxy = v || undefined) },
   { env: 'TORUS_HTTPS_PROXY', yaml: 'https_proxy', apply: (s, v) => (s.httpsProxy = v || undefined) },
   { env: 'TORUS_NO_PROXY', yaml: 'no_proxy', apply: (s, v) => (s.noProxy = v || undefined) },
@@ -238,6 +248,7 @@ export function defaultSettings(): Settings {
     workspaceRetentionDays: 15,
     retentionSweepMs: 3_600_000,
     scheduleTickMs: 15_000,
+    orbDevSweepMs: 3_600_000,
   };
 }
 

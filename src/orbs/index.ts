@@ -56,3 +56,21 @@ export {
   type UpstreamRegistryOptions,
   type UpstreamVersionEntry,
 } from './upstream.js';
+export { DevVersionSweepLoop } from './sweep.js';
+export {
+  exportOrbs,
+  formatImportTarget,
+  importFromDisk,
+  importFromUpstream,
+  parseImportTarget,
+  updateImportedOrbs,
+  OrbImportError,
+  EXPORT_FORMAT,
+  EXPORT_FORMAT_VERSION,
+  type ExportManifest,
+  type ImportTarget,
+  type OrbExportReport,
+  type OrbImportDeps,
+  type OrbImportReport,
+  type UpstreamImportDeps,
+} from './import.js';

@@ -2,7 +2,8 @@
 // it answers, with CircleCI's shapes, the queries the `circleci` CLI sends to read orbs
 // (`orbVersion`, `orb`, `registryNamespace { orbs(first:, after:) }`, `orbs(first:, after:,
 // certifiedOnly:)`), serving the orbs saved in the shared corpus (`corpus/orbs/<ns>/<orb>/<version>/`:
-// a `src/` tree packed as `circleci orb pack` does, or a single `orb.yml`). Versions are sorted by
+// a `src/` tree packed as `circleci orb pack` does, or a single `orb.yml`; a folder the corpus could
+// not number, `10.x-last`, only as the version a reference resolves to, see corpusVersionOf). Versions are sorted by
 // semver, newest first, as the CLI expects; ids are stable UUIDs made from names, and createdAt
 // times are made up (one day apart, in version order). On demand it answers garbage, fails, hangs
 // or drops the connection, for error tests; closing it makes it unreachable.
@@ -115,9 +116,12 @@ export interface FakeUpstreamRequest {
 export interface FakeOrbUpstreamOptions {
   corpusDir?: string;
   /**
-   * The version a saved folder is served as, or null to leave it out. By default plain semver
-   * folders (`5.2.0`) are served as they are and the rest (`10.x-last`, `commit-869db08`: contents
-   * whose version the corpus could not establish) are left out, since CircleCI has no such versions.
+   * The version a saved folder is served as, or null to leave it out. By default (`corpusVersionOf`)
+   * plain semver folders (`5.2.0`) are served as they are; a folder the corpus could not put a
+   * number on (`10.x-last`) is served when the corpus' REFS.tsv counts it as what a reference
+   * resolves to (`ministryofjustice/hmpps@10`), as the lowest version that reference selects above
+   * every saved one (`10.0.0`); the rest (`1.x-last`, `commit-869db08`: no reference is satisfied
+   * by them) are left out, since a made-up number would make them satisfy references they do not.
    */
   versionOf?: (namespace: string, orb: string, folder: string) => string | null;
   /** the most orbs one page holds, whatever `first` asks (to test pagination with few orbs) */
@@ -149,8 +153,49 @@ export interface FakeOrbUpstream {
 
 const SEMVER = /^(\d+)\.(\d+)\.(\d+)$/;
 
-function defaultVersionOf(_ns: string, _orb: string, folder: string): string | null {
-  return SEMVER.test(folder) ? folder : null;
+/**
+ * The versions REFS.tsv resolves to non-semver folders: `ns/orb/folder` → the references' version
+ * selectors (`10`, `4`), as the corpus counts them (status `saved (version_uncertain)`).
+ */
+function uncertainFolderRefs(corpusDir: string): Map<string, string[]> {
+  const refs = new Map<string, string[]>();
+  const file = join(corpusDir, 'orbs', 'REFS.tsv');
+  if (!existsSync(file)) return refs;
+  for (const line of readFileSync(file, 'utf8').trim().split('\n').slice(1)) {
+    const [reference, , , , savedAs, status] = line.split('\t');
+    if (!reference || !savedAs || savedAs === '-' || !status?.startsWith('saved')) continue;
+    const folder = savedAs.split('/')[2] ?? '';
+    if (SEMVER.test(folder)) continue;
+    const selector = reference.slice(reference.indexOf('@') + 1);
+    if (!/^\d+(\.\d+){0,2}$/.test(selector)) continue;
+    refs.set(savedAs, [...(refs.get(savedAs) ?? []), selector]);
+  }
+  return refs;
+}
+
+/** The default `versionOf` over a corpus (see FakeOrbUpstreamOptions.versionOf). */
+export function corpusVersionOf(
+  corpusDir: string = CORPUS_DIR,
+): NonNullable<FakeOrbUpstreamOptions['versionOf']> {
+  const uncertain = uncertainFolderRefs(corpusDir);
+  return (ns, orb, folder) => {
+    if (SEMVER.test(folder)) return folder;
+    const selectors = uncertain.get(`${ns}/${orb}/${folder}`);
+    if (!selectors || selectors.length === 0) return null;
+    // the narrowest reference: `@10.2` over `@10`
+    const selector = selectors.sort((a, b) => b.split('.').length - a.split('.').length)[0]!;
+    const prefix = selector.split('.').map(Number);
+    const siblings = readdirSync(join(corpusDir, 'orbs', ns, orb))
+      .filter((f) => SEMVER.test(f))
+      .filter((f) => prefix.every((p, i) => Number(f.split('.')[i]) === p))
+      .sort(compareSemver);
+    const highest = siblings[siblings.length - 1];
+    if (highest) {
+      const [major, minor, patch] = highest.split('.').map(Number) as [number, number, number];
+      return `${major}.${minor}.${patch + 1}`;
+    }
+    return [...prefix, 0, 0].slice(0, 3).join('.');
+  };
 }
 
 function compareSemver(a: string, b: string): number {
@@ -361,7 +406,8 @@ const HTML_PAGE = '<!DOCTYPE html><html><head><title>502 Bad Gateway</title></he
 /** Starts the fake on a free loopback port. */
 export async function startFakeOrbUpstream(opts: FakeOrbUpstreamOptions = {}): Promise<FakeOrbUpstream> {
   const registry = new Registry(opts.pageSizeCap);
-  loadCorpus(registry, opts.corpusDir ?? CORPUS_DIR, opts.versionOf ?? defaultVersionOf);
+  const corpusDir = opts.corpusDir ?? CORPUS_DIR;
+  loadCorpus(registry, corpusDir, opts.versionOf ?? corpusVersionOf(corpusDir));
   const path = opts.path ?? '/graphql-unstable';
 
   const rootValue = {

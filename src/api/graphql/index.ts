@@ -10,6 +10,10 @@ export {
   type GraphQLContext,
   type ResolverMap,
 } from './schema.js';
+export { registryViewer, type OrbsContext } from './context.js';
+export { ORBS_SDL } from './orbs-schema.js';
+export { orbResolvers, CERTIFIED_NAMESPACE } from './orbs-resolvers.js';
+export { orbSourceValidator } from './orb-publish.js';
 export {
   validateConfig,
   validateOrb,

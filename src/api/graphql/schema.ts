@@ -1,5 +1,6 @@
 // The GraphQL schema served at /graphql-unstable (the classic `circleci` CLI's API): one SDL text
-// and one resolver map, joined by `makeSchema`. Extend both here (orb registry types go next).
+// and one resolver map, joined by `makeSchema`. Compilation lives here; the orb registry's types,
+// queries and mutations in orbs-schema.ts / orbs-resolvers.ts.
 import {
   buildSchema,
   GraphQLError,
@@ -10,7 +11,10 @@ import {
   type GraphQLFieldResolver,
   type GraphQLSchema,
 } from 'graphql';
-import type { OrbResolver, PipelineValues } from '../../config/index.js';
+import type { PipelineValues } from '../../config/index.js';
+import { requireViewer, type GraphQLContext } from './context.js';
+import { ORBS_SDL } from './orbs-schema.js';
+import { orbResolvers } from './orbs-resolvers.js';
 import {
   parsePipelineParametersJson,
   validateConfig,
@@ -18,7 +22,7 @@ import {
   type ConfigValidation,
 } from './validate-config.js';
 
-export const SDL = /* GraphQL */ `
+const COMPILE_SDL = /* GraphQL */ `
   """
   An id. Any string is accepted: \`circleci local execute --org-slug gh/org\` sends the slug where the
   query expects an org id.
@@ -76,24 +80,13 @@ export const SDL = /* GraphQL */ `
   }
 `;
 
-/** what every resolver gets: the signed-in user (compile works without one) and the orb source */
-export interface GraphQLContext {
-  viewer: { id: string } | null;
-  orbResolver?: OrbResolver;
-}
+export { requireViewer, type GraphQLContext };
 
 /** Resolvers keyed by type name: field resolvers for object types, implementations for scalars. */
 export type ResolverMap = Record<
   string,
   GraphQLScalarType | Record<string, GraphQLFieldResolver<unknown, GraphQLContext>>
 >;
-
-/** For fields that need a user: the CLI recognises "must log in" as "run circleci setup". */
-export function requireViewer(ctx: GraphQLContext): { id: string } {
-  if (!ctx.viewer)
-    throw new GraphQLError('You must log in first.', { extensions: { code: 'UNAUTHENTICATED' } });
-  return ctx.viewer;
-}
 
 const UUIDScalar = new GraphQLScalarType<string, string>({
   name: 'UUID',
@@ -163,7 +156,7 @@ function pipelineValuesFromList(list: BuildConfigArgs['pipelineValues']): Pipeli
   return values;
 }
 
-export const resolvers: ResolverMap = {
+const compileResolvers: ResolverMap = {
   UUID: UUIDScalar,
   JSONScalar,
   Query: {
@@ -187,6 +180,19 @@ export const resolvers: ResolverMap = {
       args: { orbYaml: string; ownerId?: string | null },
       ctx,
     ): Promise<ConfigValidation> => validateOrb(args.orbYaml, { orbResolver: ctx.orbResolver }),
+  },
+};
+
+/** the whole served schema: compilation, then the orb registry (which extends Query) */
+export const SDL = COMPILE_SDL + ORBS_SDL;
+
+/** Both resolver maps; they share only `Query`, whose fields are merged. */
+export const resolvers: ResolverMap = {
+  ...compileResolvers,
+  ...orbResolvers,
+  Query: {
+    ...(compileResolvers.Query as Record<string, GraphQLFieldResolver<unknown, GraphQLContext>>),
+    ...(orbResolvers.Query as Record<string, GraphQLFieldResolver<unknown, GraphQLContext>>),
   },
 };
 
