@@ -133,7 +133,7 @@ describe.skipIf(!hasChromium)('web app', () => {
     expect(await green.evaluate((el) => el.getAttribute('style'))).toContain('var(--ansi-2)');
 
     // steps fold and unfold from the keyboard; a step seen running stays open until then
-    const steps = page.getByRole('region', { name: 'Steps' }).getByRole('button');
+    const steps = page.getByRole('region', { name: 'Steps' }).getByRole('heading').getByRole('button');
     for (const step of await steps.all()) {
       if (
         (await step.getAttribute('aria-expanded')) === 'true' &&

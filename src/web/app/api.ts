@@ -143,3 +143,84 @@ export interface StepAction {
 export interface JobSteps {
   steps: Array<{ name: string; actions: StepAction[] }>;
 }
+
+/** every page of a paginated list (a job's tests, a project's variables): lists here are short */
+export async function allPages<T>(path: string, maxPages = 50): Promise<T[]> {
+  const items: T[] = [];
+  let token: string | null = null;
+  for (let i = 0; i < maxPages; i++) {
+    const sep = path.includes('?') ? '&' : '?';
+    const page: Page<T> = await api<Page<T>>(
+      token ? `${path}${sep}page-token=${encodeURIComponent(token)}` : path,
+    );
+    items.push(...page.items);
+    token = page.next_page_token;
+    if (!token) break;
+  }
+  return items;
+}
+
+/** `GET /api/v2/project/{slug}/{job-number}/tests` */
+export interface TestResult {
+  message: string | null;
+  source: string;
+  run_time: number;
+  file: string;
+  result: string;
+  name: string;
+  classname: string;
+}
+
+/** `GET /api/v2/project/{slug}/{job-number}/artifacts` */
+export interface Artifact {
+  path: string;
+  node_index: number;
+  url: string;
+}
+
+/** `GET /api/v2/pipeline/{id}/config` */
+export interface PipelineConfig {
+  source: string;
+  compiled: string;
+  'setup-config'?: string;
+  'compiled-setup-config'?: string;
+}
+
+/** `GET /api/v2/project/{slug}/envvar`: the value comes masked (`xxxx` and its last four characters) */
+export interface EnvVar {
+  name: string;
+  value: string;
+  'created-at': string | null;
+}
+
+/** `GET /api/v1.1/project/{slug}/ssh-key` */
+export interface SshKey {
+  fingerprint: string;
+  fingerprint_sha256: string;
+  hostname: string;
+  public_key: string;
+  created_at: string;
+}
+
+/** `GET /api/v2/torus/users/me/tokens`: the secret itself is shown once, when it is made */
+export interface ApiToken {
+  id: string;
+  label: string;
+  hint: string;
+  created_at: string | null;
+  last_used_at: string | null;
+}
+
+export interface Context {
+  id: string;
+  name: string;
+  created_at: string;
+}
+
+/** a context's variable: names and dates only, values never come back */
+export interface ContextVariable {
+  variable: string;
+  created_at: string;
+  updated_at: string;
+  context_id: string;
+}

@@ -1,6 +1,7 @@
 // The app's frame: the sign-in page until someone is signed in, then the top bar (brand, who, sign
 // out) and the page for the address. Addresses follow CircleCI's web app, so the `web_url`s the
-// API hands out open here: /pipelines/{slug}[/{number}[/workflows/{id}[/jobs/{number}]]].
+// API hands out open here: /pipelines/{slug}[/{number}[/workflows/{id}[/jobs/{number}]]]; settings
+// at /settings/project/{slug}, /settings/organization/{vcs}/{org}/contexts, /settings/user/tokens.
 import { useQueryClient } from '@tanstack/react-query';
 import { Link, Route, Switch } from 'wouter';
 import type { User } from './api';
@@ -9,6 +10,7 @@ import { JobPage } from './pages/job';
 import { PipelinePage } from './pages/pipeline';
 import { PipelinesPage } from './pages/pipelines';
 import { ProjectsPage } from './pages/projects';
+import { ContextsPage, ProjectSettingsPage, TokensPage } from './pages/settings';
 import { SignInPage } from './pages/sign-in';
 import { signOut, useMe } from './session';
 
@@ -35,6 +37,9 @@ function Shell({ user }: { user: User }) {
           <span className="user-login" title={user.name}>
             {user.login}
           </span>
+          <Link href="/settings/user/tokens" className="topbar-link">
+            API tokens
+          </Link>
           <ActionButton label="Sign out" busyLabel="Signing out…" run={() => signOut(client)} />
         </div>
       </header>
@@ -48,6 +53,9 @@ function Shell({ user }: { user: User }) {
             path="/pipelines/:vcs/:org/:repo/:number/workflows/:workflowId/jobs/:job"
             component={JobPage}
           />
+          <Route path="/settings/project/:vcs/:org/:repo" component={ProjectSettingsPage} />
+          <Route path="/settings/organization/:vcs/:org/contexts" component={ContextsPage} />
+          <Route path="/settings/user/tokens" component={TokensPage} />
           <Route>
             <h1>Page not found</h1>
             <p>

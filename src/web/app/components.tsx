@@ -1,6 +1,6 @@
 // Small pieces every page uses: status icons and badges, breadcrumbs, action buttons that show
 // their progress and error, a ticking clock for live durations, and loading/error notes.
-import { useEffect, useState, type ReactNode } from 'react';
+import { useEffect, useState, type KeyboardEvent, type ReactNode } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { Link } from 'wouter';
 import { ApiError } from './api';
@@ -158,5 +158,65 @@ export function Logo() {
       <circle cx="16" cy="16" r="12" fill="none" stroke="currentColor" strokeWidth="5" />
       <circle cx="16" cy="16" r="4.5" fill="currentColor" opacity="0.35" />
     </svg>
+  );
+}
+
+export interface TabItem<K extends string> {
+  key: K;
+  label: ReactNode;
+}
+
+/**
+ * A row of tabs (WAI-ARIA tabs: arrow keys, Home and End move between them, the panel follows
+ * the selection). The chosen panel is the caller's, given the id `tabpanel-{key}`.
+ */
+export function Tabs<K extends string>({
+  label,
+  tabs,
+  selected,
+  onSelect,
+}: {
+  label: string;
+  tabs: Array<TabItem<K>>;
+  selected: K;
+  onSelect: (key: K) => void;
+}) {
+  const onKeyDown = (e: KeyboardEvent<HTMLDivElement>) => {
+    // from the tab that has the focus (a click can focus one before the selection follows)
+    const focused = tabs.findIndex((t) => `tab-${t.key}` === (e.target as HTMLElement).id);
+    const i = focused >= 0 ? focused : tabs.findIndex((t) => t.key === selected);
+    const to =
+      e.key === 'ArrowRight'
+        ? (i + 1) % tabs.length
+        : e.key === 'ArrowLeft'
+          ? (i - 1 + tabs.length) % tabs.length
+          : e.key === 'Home'
+            ? 0
+            : e.key === 'End'
+              ? tabs.length - 1
+              : -1;
+    if (to < 0) return;
+    e.preventDefault();
+    onSelect(tabs[to]!.key);
+    document.getElementById(`tab-${tabs[to]!.key}`)?.focus();
+  };
+  return (
+    <div className="tabs" role="tablist" aria-label={label} onKeyDown={onKeyDown}>
+      {tabs.map((t) => (
+        <button
+          key={t.key}
+          id={`tab-${t.key}`}
+          type="button"
+          role="tab"
+          className="tab"
+          aria-selected={t.key === selected}
+          aria-controls={`tabpanel-${t.key}`}
+          tabIndex={t.key === selected ? 0 : -1}
+          onClick={() => onSelect(t.key)}
+        >
+          {t.label}
+        </button>
+      ))}
+    </div>
   );
 }

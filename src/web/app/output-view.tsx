@@ -1,11 +1,24 @@
 // A step's output, followed live through the server's event stream
 // (`/api/v2/project/{slug}/job/{n}/output?step=&index=&follow=true`) and drawn virtualized: only
 // the lines on screen exist in the page, so 200,000 lines scroll as smoothly as 20. Lines keep
-// their ANSI colours; the view sticks to the bottom while the reader is there.
-import { memo, useEffect, useLayoutEffect, useRef, useState } from 'react';
+// their ANSI colours; the view sticks to the bottom while the reader is there. A search box finds
+// text in all the lines (not only those drawn, which is all a browser's find in page could see),
+// marks the matches and steps through them: Enter and Shift+Enter, or the buttons; `/` or
+// Ctrl+F in the output jumps to it, Escape clears it.
+import {
+  memo,
+  useDeferredValue,
+  useEffect,
+  useId,
+  useLayoutEffect,
+  useMemo,
+  useRef,
+  useState,
+  type KeyboardEvent,
+} from 'react';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { parseAnsiLine, styleCss, type AnsiStyle } from './ansi';
-import { OutputLines } from './output';
+import { markSpans, MAX_MATCHES, OutputLines, OutputSearch, type OutputMatch } from './output';
 
 /** px; the stylesheet's `.output-line` height matches */
 export const LINE_HEIGHT = 20;
@@ -24,26 +37,58 @@ interface OutputChunk {
   message: string;
 }
 
-const Line = memo(function Line({ text, start }: { text: string; start: AnsiStyle }) {
+/** a line's matches: their ranges, and which of them (if any) is the current one */
+interface LineMarks {
+  ranges: OutputMatch[];
+  current: number;
+}
+
+const NO_MARKS: LineMarks = { ranges: [], current: -1 };
+
+const Line = memo(function Line({
+  text,
+  start,
+  marks,
+}: {
+  text: string;
+  start: AnsiStyle;
+  marks: LineMarks;
+}) {
   const { spans } = parseAnsiLine(text, start);
   return (
     <>
-      {spans.map((s, i) => (
-        <span key={i} style={styleCss(s.style)}>
-          {s.text}
-        </span>
-      ))}
+      {markSpans(spans, marks.ranges).map((s, i) =>
+        s.match === undefined ? (
+          <span key={i} style={styleCss(s.style)}>
+            {s.text}
+          </span>
+        ) : (
+          <mark
+            key={i}
+            className={`output-mark${s.match === marks.current ? ' current' : ''}`}
+            style={styleCss(s.style)}
+          >
+            {s.text}
+          </mark>
+        ),
+      )}
     </>
   );
 });
 
-export function OutputView({ url, label }: { url: string; label: string }) {
+export function OutputView({ url, label, rawUrl }: { url: string; label: string; rawUrl?: string }) {
   const [lines, setLines] = useState<OutputLines | undefined>();
   const [count, setCount] = useState(0);
   const [end, setEnd] = useState<StreamEnd | undefined>();
   const [error, setError] = useState<string | undefined>();
   const scrollRef = useRef<HTMLDivElement>(null);
+  const searchRef = useRef<HTMLInputElement>(null);
   const following = useRef(true);
+  const searchId = useId();
+  const [query, setQuery] = useState('');
+  const [current, setCurrent] = useState(0);
+  // typing stays responsive on long output: the search runs on the deferred query
+  const deferredQuery = useDeferredValue(query);
 
   useEffect(() => {
     const buffer = new OutputLines();
@@ -100,6 +145,60 @@ export function OutputView({ url, label }: { url: string; label: string }) {
     if (el && following.current) el.scrollTop = el.scrollHeight;
   }, [count]);
 
+  // `count` is a dependency on purpose: live output adds lines to the same buffer, and the search
+  // goes on from where it stopped
+  const search = useRef(new OutputSearch());
+  const matches = useMemo(
+    () => (lines && deferredQuery ? search.current.matches(lines, deferredQuery) : []),
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+    [lines, deferredQuery, count],
+  );
+  const byLine = useMemo(() => {
+    const m = new Map<number, { first: number; ranges: OutputMatch[] }>();
+    matches.forEach((x, i) => {
+      const entry = m.get(x.line);
+      if (entry) entry.ranges.push(x);
+      else m.set(x.line, { first: i, ranges: [x] });
+    });
+    return m;
+  }, [matches]);
+  const at = matches.length ? Math.min(current, matches.length - 1) : -1;
+
+  const goTo = (i: number) => {
+    if (!matches.length) return;
+    const next = (i + matches.length) % matches.length;
+    setCurrent(next);
+    following.current = false;
+    virtualizer.scrollToIndex(matches[next]!.line, { align: 'center' });
+  };
+  // a new query shows its first match
+  useEffect(() => {
+    setCurrent(0);
+    if (matches.length && deferredQuery) {
+      following.current = false;
+      virtualizer.scrollToIndex(matches[0]!.line, { align: 'center' });
+    }
+    // only when the query changes, not when live lines add matches
+    // eslint-disable-next-line react-hooks/exhaustive-deps
+  }, [deferredQuery]);
+
+  const onSearchKey = (e: KeyboardEvent<HTMLInputElement>) => {
+    if (e.key === 'Enter') {
+      e.preventDefault();
+      goTo(at + (e.shiftKey ? -1 : 1));
+    } else if (e.key === 'Escape' && query) {
+      e.preventDefault();
+      setQuery('');
+    }
+  };
+  const onOutputKey = (e: KeyboardEvent<HTMLDivElement>) => {
+    if (e.key === '/' || ((e.ctrlKey || e.metaKey) && e.key === 'f')) {
+      e.preventDefault();
+      searchRef.current?.focus();
+      searchRef.current?.select();
+    }
+  };
+
   const onScroll = () => {
     const el = scrollRef.current;
     if (el) following.current = el.scrollHeight - el.scrollTop - el.clientHeight < LINE_HEIGHT * 2;
@@ -107,17 +206,70 @@ export function OutputView({ url, label }: { url: string; label: string }) {
 
   return (
     <div className="output-wrap">
+      <div className="output-tools">
+        <form role="search" aria-label={`Search ${label}`} onSubmit={(e) => e.preventDefault()}>
+          <label htmlFor={searchId} className="sr-only">
+            Search {label}
+          </label>
+          <input
+            id={searchId}
+            ref={searchRef}
+            type="search"
+            className="output-search"
+            placeholder="Search output"
+            value={query}
+            onChange={(e) => setQuery(e.target.value)}
+            onKeyDown={onSearchKey}
+            spellCheck={false}
+            autoComplete="off"
+          />
+          <span className="output-count muted small" role="status" aria-live="polite">
+            {deferredQuery
+              ? matches.length === 0
+                ? 'No matches'
+                : `${(at + 1).toLocaleString()} of ${matches.length >= MAX_MATCHES ? `${MAX_MATCHES.toLocaleString()}+` : matches.length.toLocaleString()}`
+              : ''}
+          </span>
+          <button
+            type="button"
+            className="btn btn-secondary btn-small"
+            onClick={() => goTo(at - 1)}
+            disabled={!matches.length}
+            aria-label="Previous match"
+            title="Previous match (Shift+Enter)"
+          >
+            ↑
+          </button>
+          <button
+            type="button"
+            className="btn btn-secondary btn-small"
+            onClick={() => goTo(at + 1)}
+            disabled={!matches.length}
+            aria-label="Next match"
+            title="Next match (Enter)"
+          >
+            ↓
+          </button>
+        </form>
+        {rawUrl && (
+          <a href={rawUrl} target="_blank" rel="noopener" className="output-raw">
+            Raw output
+          </a>
+        )}
+      </div>
       <div
         ref={scrollRef}
         className="output"
         style={{ height: `min(${MAX_HEIGHT_CSS}, ${Math.max(count, 1) * LINE_HEIGHT + 2 * PADDING}px)` }}
         onScroll={onScroll}
+        onKeyDown={onOutputKey}
         tabIndex={0}
         role="log"
         aria-live="off"
         aria-label={label}
         data-lines={count}
         data-done={end ? 'true' : 'false'}
+        data-matches={matches.length}
       >
         {count === 0 ? (
           <div className="output-empty">{end ? 'No output.' : 'Waiting for output…'}</div>
@@ -125,13 +277,15 @@ export function OutputView({ url, label }: { url: string; label: string }) {
           <div className="output-inner" style={{ height: virtualizer.getTotalSize() }}>
             {virtualizer.getVirtualItems().map((v) => {
               const line = lines!.line(v.index);
+              const found = byLine.get(v.index);
+              const marks = found ? { ranges: found.ranges, current: at - found.first } : NO_MARKS;
               return (
                 <div key={v.key} className="output-line" style={{ transform: `translateY(${v.start}px)` }}>
                   <span className="output-ln" aria-hidden="true">
                     {v.index + 1}
                   </span>
                   <span className="output-text">
-                    <Line text={line.text} start={line.start} />
+                    <Line text={line.text} start={line.start} marks={marks} />
                   </span>
                 </div>
               );

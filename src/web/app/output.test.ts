@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { OutputLines } from './output';
+import { findMatches, markSpans, OutputLines, OutputSearch } from './output';
 
 describe('output lines', () => {
   it('joins chunks cut mid-line and shows the partial last line', () => {
@@ -34,5 +34,61 @@ describe('output lines', () => {
     expect(out.count).toBe(200_000);
     expect(out.line(199_999).text).toContain('line 199999');
     expect(performance.now() - t).toBeLessThan(2000);
+  });
+});
+
+describe('search in output', () => {
+  it('finds matches in the text as it reads, ignoring case and escape sequences', () => {
+    const out = new OutputLines();
+    out.append('Error: one\n\x1b[31mERR\x1b[0mOR two error\nfine\nerr');
+    expect(findMatches(out, 'error')).toEqual([
+      { line: 0, start: 0, end: 5 },
+      { line: 1, start: 0, end: 5 },
+      { line: 1, start: 10, end: 15 },
+    ]);
+    // the partial last line is searched too, and the limit holds
+    expect(findMatches(out, 'err')).toHaveLength(4);
+    expect(findMatches(out, 'err', 2)).toHaveLength(2);
+    expect(findMatches(out, '')).toEqual([]);
+    // matches do not overlap
+    const a = new OutputLines();
+    a.append('aaaa\n');
+    expect(findMatches(a, 'aa').map((m) => m.start)).toEqual([0, 2]);
+  });
+
+  it('cuts coloured spans at the edges of the matches', () => {
+    const red = { fg: 1 };
+    const spans = [
+      { text: 'ERR', style: red },
+      { text: 'OR two error', style: {} },
+    ];
+    expect(
+      markSpans(spans, [
+        { start: 0, end: 5 },
+        { start: 10, end: 15 },
+      ]),
+    ).toEqual([
+      { text: 'ERR', style: red, match: 0 },
+      { text: 'OR', style: {}, match: 0 },
+      { text: ' two ', style: {} },
+      { text: 'error', style: {}, match: 1 },
+    ]);
+    expect(markSpans(spans, [])).toBe(spans);
+  });
+});
+
+describe('live search', () => {
+  it('gives the same matches as a full search while lines keep arriving', () => {
+    const out = new OutputLines();
+    const search = new OutputSearch();
+    const chunks = ['err one\nok\ner', 'r two\n', 'no\nERR', ' three err\n', '\x1b[1merr\x1b[0m'];
+    for (const c of chunks) {
+      out.append(c);
+      expect(search.matches(out, 'err')).toEqual(findMatches(out, 'err'));
+    }
+    expect(search.matches(out, 'err')).toHaveLength(5);
+    // a new query starts over
+    expect(search.matches(out, 'two')).toEqual([{ line: 2, start: 4, end: 7 }]);
+    expect(search.matches(out, '')).toEqual([]);
   });
 });

@@ -1,11 +1,12 @@
 // A workflow drawn as a graph: one box per job, coloured by status, linked to its job page; edges
-// for `requires`; approval jobs as their own kind of box with an Approve button while on hold.
+// for `requires`; approval jobs as their own kind of box with an Approve button while on hold; the
+// instances of a matrix job framed together under the job's name, with how many passed.
 import { useQueryClient } from '@tanstack/react-query';
 import { Link } from 'wouter';
 import { api, slugPath, type Workflow, type WorkflowJob } from './api';
 import { ActionButton, StatusIcon } from './components';
 import { elapsed } from './format';
-import { layoutGraph, NODE_HEIGHT, NODE_WIDTH } from './graph';
+import { layoutGraph, matrixGroups, NODE_HEIGHT, NODE_WIDTH } from './graph';
 import { statusLabel, toneOf } from './status';
 
 export function WorkflowGraph({
@@ -17,8 +18,10 @@ export function WorkflowGraph({
   jobs: WorkflowJob[];
   now: number;
 }) {
-  const layout = layoutGraph(jobs);
+  const groupOf = matrixGroups(jobs);
+  const layout = layoutGraph(jobs, groupOf);
   const byId = new Map(jobs.map((j) => [j.id, j]));
+  const groupJobs = (name: string) => jobs.filter((j) => groupOf.get(j.id) === name);
   return (
     <div className="graph-scroll">
       <div className="graph" style={{ width: layout.width, height: layout.height }}>
@@ -37,6 +40,25 @@ export function WorkflowGraph({
             />
           ))}
         </svg>
+        {layout.groups.map((g) => {
+          const members = groupJobs(g.name);
+          const passed = members.filter((j) => j.status === 'success').length;
+          return (
+            <div
+              key={`${g.name}-${g.x}-${g.y}`}
+              className="graph-group"
+              style={{ left: g.x, top: g.y, width: g.width, height: g.height }}
+              data-matrix={g.name}
+            >
+              <span className="graph-group-label">
+                {g.name}{' '}
+                <span className="muted">
+                  matrix · {passed}/{g.size} passed
+                </span>
+              </span>
+            </div>
+          );
+        })}
         <ul className="graph-nodes" aria-label={`Jobs of workflow ${workflow.name}`}>
           {jobs.map((j) => {
             const at = layout.nodes.get(j.id)!;

@@ -1,10 +1,21 @@
 // One job: its status, timing and executor, why it waits (the scheduler's messages), the parallel
 // run to look at, and its steps: each collapsible, with its status and duration, the command, the
 // output streaming live and a link to the raw text. Running and failed steps open by themselves.
-import { useState } from 'react';
+// Beside the steps, tabs for the job's test results (failed first) and its artifacts; the tab is
+// kept in the address (`?tab=tests`) so it can be linked to.
+import { useEffect, useRef, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { Link, useParams } from 'wouter';
-import { api, slugPath, type JobDetails, type JobSteps, type StepAction } from '../api';
+import { Link, useLocation, useParams, useSearch } from 'wouter';
+import {
+  allPages,
+  api,
+  slugPath,
+  type Artifact,
+  type JobDetails,
+  type JobSteps,
+  type StepAction,
+  type TestResult,
+} from '../api';
 import {
   ActionButton,
   Breadcrumbs,
@@ -12,6 +23,7 @@ import {
   Loading,
   StatusBadge,
   StatusIcon,
+  Tabs,
   useNow,
 } from '../components';
 import { elapsed, formatDuration } from '../format';
@@ -20,6 +32,15 @@ import { isActive, statusLabel } from '../status';
 
 /** a job that can still change is re-read this often (new steps, status) */
 const JOB_REFRESH_MS = 2_000;
+/** tests and artifacts arrive at the end of their steps: re-read while the job runs */
+const RESULTS_REFRESH_MS = 5_000;
+
+const TABS = ['steps', 'tests', 'artifacts'] as const;
+type Tab = (typeof TABS)[number];
+
+/** results that count as failed (JUnit's failure and error, and CircleCI's own names) */
+const FAILED_RESULTS = new Set(['failure', 'failed', 'error']);
+const SKIPPED_RESULTS = new Set(['skipped', 'skip']);
 
 export function JobPage() {
   const { vcs, org, repo, number, workflowId, job } = useParams<{
@@ -44,8 +65,33 @@ export function JobPage() {
     queryFn: () => api<JobSteps>(`/api/v1.1/project/${slugPath(slug)}/${jobNumber}`),
     refetchInterval: active ? JOB_REFRESH_MS : false,
   });
+  const tests = useQuery({
+    queryKey: ['job-tests', slug, jobNumber],
+    queryFn: () => allPages<TestResult>(`/api/v2/project/${slugPath(slug)}/${jobNumber}/tests`),
+    refetchInterval: active ? RESULTS_REFRESH_MS : false,
+  });
+  const artifacts = useQuery({
+    queryKey: ['job-artifacts', slug, jobNumber],
+    queryFn: () => allPages<Artifact>(`/api/v2/project/${slugPath(slug)}/${jobNumber}/artifacts`),
+    refetchInterval: active ? RESULTS_REFRESH_MS : false,
+  });
+  // the last step stores tests and artifacts just before the job ends: read them once more then
+  const seenActive = details.data ? isActive(details.data.status) : undefined;
+  const wasActive = useRef(seenActive);
+  useEffect(() => {
+    if (wasActive.current === true && seenActive === false) {
+      void client.invalidateQueries({ queryKey: ['job-tests', slug, jobNumber] });
+      void client.invalidateQueries({ queryKey: ['job-artifacts', slug, jobNumber] });
+    }
+    wasActive.current = seenActive;
+  }, [seenActive, client, slug, jobNumber]);
   const [run, setRun] = useState(0);
   const now = useNow(active);
+  const search = useSearch();
+  const [location, navigate] = useLocation();
+  const asked = new URLSearchParams(search).get('tab');
+  const tab: Tab = TABS.find((t) => t === asked) ?? 'steps';
+  const setTab = (t: Tab) => navigate(t === 'steps' ? location : `${location}?tab=${t}`, { replace: true });
 
   const pipelineHref = `/pipelines/${slugPath(slug)}/${number}`;
   const crumbs = [
@@ -67,6 +113,7 @@ export function JobPage() {
       </>
     );
   const d = details.data;
+  const failedTests = tests.data?.filter((t) => FAILED_RESULTS.has(t.result)).length ?? 0;
   const refresh = () =>
     Promise.all([
       client.invalidateQueries({ queryKey: ['job', slug, jobNumber] }),
@@ -146,24 +193,56 @@ export function JobPage() {
           ))}
         </div>
       )}
-      <section className="steps" aria-label="Steps">
-        {steps.isPending ? (
-          <Loading what="steps" />
-        ) : steps.isError ? (
-          <ErrorNote error={steps.error} />
-        ) : steps.data.steps.length === 0 ? (
-          <p className="card empty">
-            {isActive(d.status) ? 'The job has not started yet.' : 'This job ran no steps.'}
-          </p>
+      <Tabs
+        label="Job details"
+        selected={tab}
+        onSelect={setTab}
+        tabs={[
+          { key: 'steps', label: 'Steps' },
+          {
+            key: 'tests',
+            label: (
+              <>
+                Tests <Count n={tests.data?.length} failed={failedTests} />
+              </>
+            ),
+          },
+          {
+            key: 'artifacts',
+            label: (
+              <>
+                Artifacts <Count n={artifacts.data?.length} />
+              </>
+            ),
+          },
+        ]}
+      />
+      <div id={`tabpanel-${tab}`} role="tabpanel" aria-labelledby={`tab-${tab}`} className="tabpanel">
+        {tab === 'steps' ? (
+          <section className="steps" aria-label="Steps">
+            {steps.isPending ? (
+              <Loading what="steps" />
+            ) : steps.isError ? (
+              <ErrorNote error={steps.error} />
+            ) : steps.data.steps.length === 0 ? (
+              <p className="card empty">
+                {isActive(d.status) ? 'The job has not started yet.' : 'This job ran no steps.'}
+              </p>
+            ) : (
+              steps.data.steps.map((s) => {
+                const a = s.actions.find((x) => x.index === run);
+                return a ? (
+                  <Step key={`${run}-${a.step}`} slug={slug} job={jobNumber} action={a} now={now} />
+                ) : null;
+              })
+            )}
+          </section>
+        ) : tab === 'tests' ? (
+          <TestsPanel tests={tests} active={active} />
         ) : (
-          steps.data.steps.map((s) => {
-            const a = s.actions.find((x) => x.index === run);
-            return a ? (
-              <Step key={`${run}-${a.step}`} slug={slug} job={jobNumber} action={a} now={now} />
-            ) : null;
-          })
+          <ArtifactsPanel artifacts={artifacts} active={active} parallel={d.parallelism > 1} />
         )}
-      </section>
+      </div>
     </>
   );
 }
@@ -202,17 +281,153 @@ function Step({ slug, job, action: a, now }: { slug: string; job: number; action
             </details>
           )}
           {a.has_output || a.status === 'running' ? (
-            <OutputView url={outputPath} label={`Output of ${a.name}`} />
+            <OutputView url={outputPath} label={`Output of ${a.name}`} rawUrl={rawPath} />
           ) : (
             <p className="muted output-none">No output.</p>
           )}
-          <p className="step-links">
-            <a href={rawPath} target="_blank" rel="noopener">
-              Raw output
-            </a>
-          </p>
         </div>
       )}
+    </section>
+  );
+}
+
+function Count({ n, failed = 0 }: { n: number | undefined; failed?: number }) {
+  if (n === undefined) return null;
+  return (
+    <span className={`tab-count${failed > 0 ? ' tone-failed' : ''}`}>
+      {failed > 0 ? `${failed} failed / ${n}` : n}
+    </span>
+  );
+}
+
+interface ResultsQuery<T> {
+  isPending: boolean;
+  isError: boolean;
+  error: unknown;
+  data: T[] | undefined;
+}
+
+/** the job's test results, failed first (then skipped, then passed), each with its message and time */
+function TestsPanel({ tests, active }: { tests: ResultsQuery<TestResult>; active: boolean }) {
+  const [filter, setFilter] = useState('');
+  if (tests.isPending) return <Loading what="tests" />;
+  if (tests.isError) return <ErrorNote error={tests.error} />;
+  const all = tests.data ?? [];
+  if (all.length === 0)
+    return (
+      <div className="card empty">
+        <h2>No test results{active ? ' yet' : ''}</h2>
+        <p>
+          A job stores them with <code>store_test_results</code> (JUnit XML, or Cucumber JSON).
+        </p>
+      </div>
+    );
+  const rank = (t: TestResult) => (FAILED_RESULTS.has(t.result) ? 0 : SKIPPED_RESULTS.has(t.result) ? 1 : 2);
+  const sorted = [...all].sort((a, b) => rank(a) - rank(b) || b.run_time - a.run_time);
+  const f = filter.trim().toLowerCase();
+  const shown = f
+    ? sorted.filter((t) => `${t.classname} ${t.name} ${t.file}`.toLowerCase().includes(f))
+    : sorted;
+  const failed = all.filter((t) => rank(t) === 0).length;
+  const skipped = all.filter((t) => rank(t) === 1).length;
+  return (
+    <section className="card tests" aria-label="Test results">
+      <div className="tests-head">
+        <p className="tests-summary">
+          <strong className={failed ? 'error-text' : ''}>{failed} failed</strong>
+          {' · '}
+          {all.length - failed - skipped} passed
+          {skipped > 0 && ` · ${skipped} skipped`}
+          {' · '}
+          <span className="mono">
+            {formatDuration(all.reduce((sum, t) => sum + t.run_time, 0) * 1000)}
+          </span>{' '}
+          in all
+        </p>
+        <label className="sr-only" htmlFor="tests-filter">
+          Filter tests
+        </label>
+        <input
+          id="tests-filter"
+          type="search"
+          placeholder="Filter tests"
+          value={filter}
+          onChange={(e) => setFilter(e.target.value)}
+        />
+      </div>
+      <ul className="test-list">
+        {shown.map((t, i) => {
+          const status = rank(t) === 0 ? 'failed' : rank(t) === 1 ? 'canceled' : 'success';
+          return (
+            <li key={i} className={`test test-${status}`} data-result={t.result}>
+              <div className="test-line">
+                <StatusIcon status={status} />
+                <span className="sr-only">{t.result}</span>
+                <span className="test-name">
+                  {t.classname && <span className="muted">{t.classname} › </span>}
+                  {t.name}
+                </span>
+                {t.file && <span className="muted small mono test-file">{t.file}</span>}
+                <span className="mono small test-time">{formatDuration(t.run_time * 1000)}</span>
+              </div>
+              {t.message && (
+                <details className="test-message" open={rank(t) === 0}>
+                  <summary>{rank(t) === 0 ? 'Failure message' : 'Message'}</summary>
+                  <pre>{t.message}</pre>
+                </details>
+              )}
+            </li>
+          );
+        })}
+        {shown.length === 0 && <li className="muted test">No test matches “{filter}”.</li>}
+      </ul>
+    </section>
+  );
+}
+
+/** the job's artifacts, each opening in a new tab; grouped by parallel run when there are several */
+function ArtifactsPanel({
+  artifacts,
+  active,
+  parallel,
+}: {
+  artifacts: ResultsQuery<Artifact>;
+  active: boolean;
+  parallel: boolean;
+}) {
+  if (artifacts.isPending) return <Loading what="artifacts" />;
+  if (artifacts.isError) return <ErrorNote error={artifacts.error} />;
+  const all = artifacts.data ?? [];
+  if (all.length === 0)
+    return (
+      <div className="card empty">
+        <h2>No artifacts{active ? ' yet' : ''}</h2>
+        <p>
+          A job uploads files with <code>store_artifacts</code>.
+        </p>
+      </div>
+    );
+  const nodes = [...new Set(all.map((a) => a.node_index))].sort((a, b) => a - b);
+  return (
+    <section className="card artifacts" aria-label="Artifacts">
+      {nodes.map((n) => (
+        <div key={n}>
+          {parallel && <h3 className="artifacts-node">Run {n}</h3>}
+          <ul className="artifact-list">
+            {all
+              .filter((a) => a.node_index === n)
+              .sort((a, b) => a.path.localeCompare(b.path))
+              .map((a) => (
+                <li key={`${a.node_index}/${a.path}`}>
+                  {/* the server's address, made same-origin: the session cookie opens it */}
+                  <a href={new URL(a.url, window.location.href).pathname} target="_blank" rel="noopener">
+                    <span className="mono">{a.path}</span>
+                  </a>
+                </li>
+              ))}
+          </ul>
+        </div>
+      ))}
     </section>
   );
 }

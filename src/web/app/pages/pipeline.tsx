@@ -1,12 +1,21 @@
 // One pipeline: what triggered it (branch, commit, who), its errors, and each workflow drawn as a
 // graph of its jobs with the workflow's actions (cancel, rerun from start or from failed). Kept live
 // by the server's pipeline event stream; a rerun's new workflow replaces the old one on the page,
-// the earlier runs listed below it.
-import { useEffect } from 'react';
+// the earlier runs listed below it. A second tab shows the pipeline's configuration: the source
+// as committed, and as processed (orbs, commands, parameters and matrices expanded).
+import { useEffect, useState } from 'react';
 import { useQuery, useQueryClient } from '@tanstack/react-query';
-import { useParams } from 'wouter';
-import { api, slugPath, type Page, type Pipeline, type Workflow, type WorkflowJob } from '../api';
-import { ActionButton, Breadcrumbs, ErrorNote, Loading, StatusBadge, useNow } from '../components';
+import { useLocation, useParams, useSearch } from 'wouter';
+import {
+  api,
+  slugPath,
+  type Page,
+  type Pipeline,
+  type PipelineConfig,
+  type Workflow,
+  type WorkflowJob,
+} from '../api';
+import { ActionButton, Breadcrumbs, ErrorNote, Loading, StatusBadge, Tabs, useNow } from '../components';
 import { elapsed, pipelineDuration, shortSha, timeAgo } from '../format';
 import { isActive, pipelineStatus } from '../status';
 import { WorkflowGraph } from '../workflow-graph';
@@ -58,6 +67,10 @@ export function PipelinePage() {
   });
   usePipelineEvents(id);
   const now = useNow(Boolean(workflows.data?.items.some((w) => isActive(w.status))));
+  const [location, navigate] = useLocation();
+  const tab = new URLSearchParams(useSearch()).get('tab') === 'config' ? 'config' : 'workflows';
+  const setTab = (t: 'workflows' | 'config') =>
+    navigate(t === 'config' ? `${location}?tab=config` : location, { replace: true });
 
   const crumbs = [
     { label: 'Projects', href: '/' },
@@ -137,26 +150,45 @@ export function PipelinePage() {
           </ul>
         </div>
       )}
-      {workflows.isError && <ErrorNote error={workflows.error} />}
-      {workflows.data && current.length === 0 && p.errors.length === 0 && (
-        <p className="muted">No workflows ran in this pipeline{isActive(p.state) ? ' yet' : ''}.</p>
-      )}
-      {current.map((w) => (
-        <WorkflowCard
-          key={w.id}
-          workflow={w}
-          now={now}
-          highlighted={w.id === workflowId || earlier.some((e) => e.id === workflowId && e.name === w.name)}
-        />
-      ))}
-      {earlier.length > 0 && (
-        <details className="earlier">
-          <summary>Earlier runs ({earlier.length})</summary>
-          {earlier.map((w) => (
-            <WorkflowCard key={w.id} workflow={w} now={now} highlighted={w.id === workflowId} />
-          ))}
-        </details>
-      )}
+      <Tabs
+        label="Pipeline details"
+        selected={tab}
+        onSelect={setTab}
+        tabs={[
+          { key: 'workflows', label: 'Workflows' },
+          { key: 'config', label: 'Configuration' },
+        ]}
+      />
+      <div id={`tabpanel-${tab}`} role="tabpanel" aria-labelledby={`tab-${tab}`} className="tabpanel">
+        {tab === 'config' ? (
+          <ConfigPanel pipelineId={p.id} />
+        ) : (
+          <>
+            {workflows.isError && <ErrorNote error={workflows.error} />}
+            {workflows.data && current.length === 0 && p.errors.length === 0 && (
+              <p className="muted">No workflows ran in this pipeline{isActive(p.state) ? ' yet' : ''}.</p>
+            )}
+            {current.map((w) => (
+              <WorkflowCard
+                key={w.id}
+                workflow={w}
+                now={now}
+                highlighted={
+                  w.id === workflowId || earlier.some((e) => e.id === workflowId && e.name === w.name)
+                }
+              />
+            ))}
+            {earlier.length > 0 && (
+              <details className="earlier">
+                <summary>Earlier runs ({earlier.length})</summary>
+                {earlier.map((w) => (
+                  <WorkflowCard key={w.id} workflow={w} now={now} highlighted={w.id === workflowId} />
+                ))}
+              </details>
+            )}
+          </>
+        )}
+      </div>
     </>
   );
 }
@@ -222,6 +254,62 @@ function WorkflowCard({
         <ErrorNote error={jobs.error} />
       ) : (
         <WorkflowGraph workflow={w} jobs={jobs.data.items} now={now} />
+      )}
+    </section>
+  );
+}
+
+type ConfigView = 'source' | 'compiled' | 'setup-config' | 'compiled-setup-config';
+
+const CONFIG_VIEWS: Array<{ key: ConfigView; label: string }> = [
+  { key: 'source', label: 'Source' },
+  { key: 'compiled', label: 'Processed' },
+  { key: 'setup-config', label: 'Setup source' },
+  { key: 'compiled-setup-config', label: 'Setup processed' },
+];
+
+/** `GET /api/v2/pipeline/{id}/config`: the source and processed config, and a setup config's too */
+function ConfigPanel({ pipelineId }: { pipelineId: string }) {
+  const config = useQuery({
+    queryKey: ['pipeline-config', pipelineId],
+    queryFn: () => api<PipelineConfig>(`/api/v2/pipeline/${pipelineId}/config`),
+  });
+  const [view, setView] = useState<ConfigView>('source');
+  if (config.isPending) return <Loading what="the configuration" />;
+  if (config.isError) return <ErrorNote error={config.error} />;
+  const views = CONFIG_VIEWS.filter((v) => config.data[v.key] !== undefined);
+  const text = config.data[view] ?? '';
+  return (
+    <section className="card config" aria-label="Configuration">
+      <div className="config-head" role="radiogroup" aria-label="Which configuration">
+        {views.map((v) => (
+          <label key={v.key} className={`run-tab${v.key === view ? ' selected' : ''}`}>
+            <input
+              type="radio"
+              name="config-view"
+              className="sr-only"
+              value={v.key}
+              checked={v.key === view}
+              onChange={() => setView(v.key)}
+            />
+            {v.label}
+          </label>
+        ))}
+      </div>
+      {text ? (
+        <pre
+          className="config-text"
+          tabIndex={0}
+          aria-label={`${views.find((v) => v.key === view)?.label} configuration`}
+        >
+          {text}
+        </pre>
+      ) : (
+        <p className="muted config-none">
+          {view === 'compiled'
+            ? 'The configuration did not compile: see the errors above.'
+            : 'No configuration.'}
+        </p>
       )}
     </section>
   );

@@ -7,6 +7,7 @@ import { Link, useLocation, useParams, useSearch } from 'wouter';
 import { api, slugPath, type Page, type Pipeline, type Project, type Workflow } from '../api';
 import { Breadcrumbs, ErrorNote, Loading, StatusBadge, StatusIcon, useNow } from '../components';
 import { pipelineDuration, shortSha, timeAgo } from '../format';
+import { readParameters, type ParamRow, type ParamType } from '../parameters';
 import { isActive, pipelineStatus } from '../status';
 
 /** the list re-reads its pipelines this often (new ones appear, states change) */
@@ -47,7 +48,12 @@ export function PipelinesPage() {
         <h1>
           <span className="muted">{org} /</span> {project.data?.name ?? repo}
         </h1>
-        {project.data && <TriggerForm project={project.data} branch={branch} />}
+        <div className="page-actions">
+          <Link href={`/settings/project/${slugPath(slug)}`} className="btn btn-secondary">
+            Project settings
+          </Link>
+          {project.data && <TriggerForm project={project.data} branch={branch} />}
+        </div>
       </div>
       {project.isError && <ErrorNote error={project.error} />}
       <BranchFilter branch={branch} branches={branches} onChange={setBranch} />
@@ -150,18 +156,30 @@ function BranchFilter({
 
 function TriggerForm({ project, branch }: { project: Project; branch: string }) {
   const [open, setOpen] = useState(false);
+  const [kind, setKind] = useState<'branch' | 'tag'>('branch');
   const [target, setTarget] = useState(branch || project.vcs_info.default_branch);
+  const [params, setParams] = useState<ParamRow[]>([]);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | undefined>();
   const [, navigate] = useLocation();
   const client = useQueryClient();
   const submit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
     setError(undefined);
+    let parameters: Record<string, string | number | boolean>;
+    try {
+      parameters = readParameters(params);
+    } catch (err) {
+      setError((err as Error).message);
+      return;
+    }
+    setBusy(true);
     api<{ number: number }>(`/api/v2/project/${slugPath(project.slug)}/pipeline`, {
       method: 'POST',
-      body: { branch: target.trim() },
+      body: {
+        [kind]: target.trim(),
+        ...(Object.keys(parameters).length ? { parameters } : {}),
+      },
     })
       .then(async (created) => {
         await client.invalidateQueries({ queryKey: ['pipelines', project.slug] });
@@ -172,6 +190,8 @@ function TriggerForm({ project, branch }: { project: Project; branch: string }) 
         setBusy(false);
       });
   };
+  const update = (i: number, change: Partial<ParamRow>) =>
+    setParams((rows) => rows.map((r, j) => (j === i ? { ...r, ...change } : r)));
   if (!open) {
     return (
       <button type="button" className="btn btn-primary" onClick={() => setOpen(true)}>
@@ -181,21 +201,97 @@ function TriggerForm({ project, branch }: { project: Project; branch: string }) 
   }
   return (
     <form className="trigger-form card" onSubmit={submit} aria-label="Trigger a pipeline">
-      <label htmlFor="trigger-branch">Branch</label>
-      <input
-        id="trigger-branch"
-        value={target}
-        onChange={(e) => setTarget(e.target.value)}
-        required
-        autoFocus
-        spellCheck={false}
-      />
-      <button type="submit" className="btn btn-primary" disabled={busy || !target.trim()}>
-        {busy ? 'Triggering…' : 'Run pipeline'}
-      </button>
-      <button type="button" className="btn btn-link" onClick={() => setOpen(false)}>
-        Cancel
-      </button>
+      <div className="trigger-target">
+        <select
+          aria-label="Ref type"
+          value={kind}
+          onChange={(e) => {
+            const k = e.target.value as 'branch' | 'tag';
+            setKind(k);
+            if (k === 'tag' && target === project.vcs_info.default_branch) setTarget('');
+          }}
+        >
+          <option value="branch">Branch</option>
+          <option value="tag">Tag</option>
+        </select>
+        <input
+          aria-label={kind === 'branch' ? 'Branch' : 'Tag'}
+          value={target}
+          onChange={(e) => setTarget(e.target.value)}
+          placeholder={kind === 'branch' ? project.vcs_info.default_branch : 'v1.0.0'}
+          required
+          autoFocus
+          spellCheck={false}
+        />
+      </div>
+      <fieldset className="trigger-params">
+        <legend>Parameters</legend>
+        {params.map((r, i) => (
+          <div key={i} className="param-row">
+            <input
+              aria-label={`Parameter ${i + 1} name`}
+              placeholder="name"
+              value={r.name}
+              onChange={(e) => update(i, { name: e.target.value })}
+              spellCheck={false}
+            />
+            <select
+              aria-label={`Parameter ${i + 1} type`}
+              value={r.type}
+              onChange={(e) => {
+                const type = e.target.value as ParamType;
+                update(i, { type, value: type === 'boolean' ? 'true' : '' });
+              }}
+            >
+              <option value="string">string</option>
+              <option value="boolean">boolean</option>
+              <option value="integer">integer</option>
+            </select>
+            {r.type === 'boolean' ? (
+              <select
+                aria-label={`Parameter ${i + 1} value`}
+                value={r.value}
+                onChange={(e) => update(i, { value: e.target.value })}
+              >
+                <option value="true">true</option>
+                <option value="false">false</option>
+              </select>
+            ) : (
+              <input
+                aria-label={`Parameter ${i + 1} value`}
+                placeholder="value"
+                inputMode={r.type === 'integer' ? 'numeric' : undefined}
+                value={r.value}
+                onChange={(e) => update(i, { value: e.target.value })}
+                spellCheck={false}
+              />
+            )}
+            <button
+              type="button"
+              className="btn btn-link"
+              aria-label={`Remove parameter ${i + 1}`}
+              onClick={() => setParams((rows) => rows.filter((_, j) => j !== i))}
+            >
+              Remove
+            </button>
+          </div>
+        ))}
+        <button
+          type="button"
+          className="btn btn-secondary"
+          onClick={() => setParams((rows) => [...rows, { name: '', type: 'string', value: '' }])}
+        >
+          Add parameter
+        </button>
+      </fieldset>
+      <div className="trigger-actions">
+        <button type="submit" className="btn btn-primary" disabled={busy || !target.trim()}>
+          {busy ? 'Triggering…' : 'Run pipeline'}
+        </button>
+        <button type="button" className="btn btn-link" onClick={() => setOpen(false)}>
+          Cancel
+        </button>
+      </div>
       {error && (
         <p className="error-note" role="alert">
           {error}
