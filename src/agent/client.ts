@@ -18,7 +18,7 @@ import {
   type StepReportRequest,
   type TaskOutcome,
 } from '../scheduler/protocol.js';
-import type { DockerExecutorOptions } from './executors/index.js';
+import { sweepDockerOrphansSoon, type DockerExecutorOptions } from './executors/index.js';
 import type { SandboxMode } from './sandbox.js';
 import { OUTPUT_FRAMES_CONTENT_TYPE, frameParts, type ChunkBytes } from '../scheduler/output-format.js';
 import { postParts } from './upload.js';
@@ -545,6 +545,8 @@ export async function runAgent(opts: AgentOptions): Promise<void> {
   const log = opts.logger;
   let backoff = RETRY_MIN_MS;
   log.info({ agentId, resourceClasses: opts.resourceClasses, server: opts.serverUrl }, 'agent started');
+  // what killed agents of this host left in the engine goes before this one takes work
+  if (opts.docker) sweepDockerOrphansSoon(opts.docker, log);
   while (!stopClaiming.aborted) {
     let claim: ClaimResponse | null;
     const askedAt = Date.now();

@@ -454,7 +454,7 @@ describe.runIf(hasDocker && cli)(
       rmSync(socketDir, { recursive: true, force: true });
     });
 
-    it('leaves its containers, volumes and networks, which the next agent on the host removes', async () => {
+    it('leaves its containers, volumes and networks, which the next agent on the host removes as it starts', async () => {
       const server = await startServer();
       const env = {
         DOCKER_HOST: host,
@@ -493,13 +493,14 @@ describe.runIf(hasDocker && cli)(
       // the primary container and the job's, its volume and network, the socket directory and its owner record
       expect(await left()).toEqual([2, 1, 1, 2]);
 
+      // the next agent on the host sweeps at its start, before it has any work
       const next = startLocalAgent(server.url, 'rd-next', { resourceClass: 'docker:small', env });
+      await waitFor(async () => (await left()).every((n) => n === 0), 30_000);
       const other = taskSpec([runStep('echo next')], {
         executor: { type: 'docker', images: [{ image: BUSYBOX_IMAGE, environment: {} }] },
         resourceClass: 'small',
       });
       server.queue.push(other);
-      await waitFor(async () => (await left()).every((n) => n === 0), 30_000);
       await waitFor(() => server.tasks.get(other.taskId)?.complete, 30_000);
       expect(server.tasks.get(other.taskId)?.complete?.status).toBe('success');
       next.child.kill('SIGTERM');

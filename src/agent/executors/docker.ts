@@ -193,8 +193,11 @@ export class DockerExecutor implements Executor {
     };
   }
 
-  /** a sweep in the background, on the first task and then at most every ORPHAN_SWEEP_INTERVAL_MS */
-  private sweepNowAndThen(): void {
+  /**
+   * A sweep in the background: at the agent's start, on a task's start, at most every
+   * ORPHAN_SWEEP_INTERVAL_MS.
+   */
+  sweepNowAndThen(): void {
     if (this.sweeping || performance.now() - this.lastSweepAt < ORPHAN_SWEEP_INTERVAL_MS) return;
     this.lastSweepAt = performance.now();
     const log = this.opts.logger;

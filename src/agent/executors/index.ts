@@ -36,11 +36,18 @@ function dockerExecutor(docker: DockerExecutorOptions, logger: Logger | undefine
 
 /**
  * Removes what Docker-executor tasks of dead agent processes of this host left in the engine (their
- * containers; with setup_remote_docker, what the jobs made through the proxy). For an agent's start;
- * each Docker task's start also sweeps, at most every ORPHAN_SWEEP_INTERVAL_MS.
+ * containers; with setup_remote_docker, what the jobs made through the proxy).
  */
 export function sweepDockerOrphans(docker: DockerExecutorOptions, logger?: Logger) {
   return dockerExecutor(docker, logger).sweepOrphans();
+}
+
+/**
+ * The same in the background, logging what it removed or could not: for an agent's start (each
+ * Docker task's start also sweeps, at most every ORPHAN_SWEEP_INTERVAL_MS).
+ */
+export function sweepDockerOrphansSoon(docker: DockerExecutorOptions, logger?: Logger): void {
+  dockerExecutor(docker, logger).sweepNowAndThen();
 }
 
 /** the executor for a task, or the message of why this agent cannot run it */
