@@ -343,6 +343,23 @@ describe('reading from an upstream registry (the fake, directly)', () => {
       );
     });
 
+    it('sends a query again when its connection was closed under it (as proxies do), up to 3 times', async () => {
+      let drops = 2;
+      fake.modeFor = () => (drops-- > 0 ? 'drop' : undefined);
+      const before = fake.requests.length;
+      try {
+        const v = await upstream.fetchOrbVersion('circleci/node@5.2.0');
+        expect(v.version).toBe('5.2.0');
+        expect(fake.requests.length - before).toBe(3);
+        drops = 3;
+        const err = await rejection(upstream.fetchOrbVersion('circleci/node@5.2.0'));
+        expect(err).toMatchObject({ kind: 'unreachable' });
+        expect(fake.requests.length - before).toBe(6);
+      } finally {
+        fake.modeFor = undefined;
+      }
+    });
+
     it('a namespace listing that fails part way, with no partial result', async () => {
       fake.modeFor = (r) =>
         r.variables.orbVersionRef === 'circleci/docker@volatile' ? 'http-error' : undefined;

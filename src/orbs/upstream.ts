@@ -287,6 +287,19 @@ function describeCause(err: unknown): string {
   return e.message ? `${e.message} (${code})` : code;
 }
 
+/** how often a query is sent when its connection turns out closed */
+const CONNECTION_ATTEMPTS = 3;
+
+/** an error of a connection the other side closed (before or while answering), not a refusal */
+function isClosedConnection(err: unknown): boolean {
+  for (let e: unknown = err, depth = 0; e instanceof Error && depth < 4; e = e.cause, depth++) {
+    const code = (e as { code?: unknown }).code;
+    if (code === 'UND_ERR_SOCKET' || code === 'ECONNRESET' || code === 'EPIPE' || code === 'UND_ERR_CLOSED')
+      return true;
+  }
+  return false;
+}
+
 /** A client for the upstream registry at `opts.url` (default CircleCI's). */
 export function createUpstreamRegistry(opts: UpstreamRegistryOptions = {}): UpstreamRegistry {
   const url = upstreamGraphqlUrl(opts.url ?? DEFAULT_UPSTREAM_URL);
@@ -316,23 +329,29 @@ export function createUpstreamRegistry(opts: UpstreamRegistryOptions = {}): Upst
     let status: number;
     let contentType: string;
     let raw: string;
-    try {
-      const res = await fetch(url, {
-        method: 'POST',
-        headers: {
-          'content-type': 'application/json; charset=utf-8',
-          accept: 'application/json; charset=utf-8',
-          authorization: opts.token ?? '',
-          'user-agent': 'torus (orb import)',
-        },
-        body,
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      status = res.status;
-      contentType = res.headers.get('content-type') ?? 'no content type';
-      raw = await res.text();
-    } catch (err) {
-      throw unreachable(err);
+    for (let attempt = 1; ; attempt++) {
+      try {
+        const res = await fetch(url, {
+          method: 'POST',
+          headers: {
+            'content-type': 'application/json; charset=utf-8',
+            accept: 'application/json; charset=utf-8',
+            authorization: opts.token ?? '',
+            'user-agent': 'torus (orb import)',
+          },
+          body,
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        status = res.status;
+        contentType = res.headers.get('content-type') ?? 'no content type';
+        raw = await res.text();
+        break;
+      } catch (err) {
+        // every query is a read: one whose kept-alive connection the other side had closed (a
+        // proxy such as tinyproxy closes them between requests) is sent again on a new one
+        if (attempt < CONNECTION_ATTEMPTS && isClosedConnection(err)) continue;
+        throw unreachable(err);
+      }
     }
     if (status !== 200) {
       throw new UpstreamError(
