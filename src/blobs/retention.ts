@@ -5,6 +5,7 @@
 import pino from 'pino';
 import { TorusError, type Clock, type Logger, type Resources, type Settings } from '../ops/index.js';
 import { createObjectStore, openDatabase, type Database, type ObjectStore } from '../storage/index.js';
+import { Periodic } from '../ops/periodic.js';
 
 export type BlobKind = 'artifacts' | 'testResults' | 'caches' | 'workspaceLayers';
 
@@ -190,56 +191,37 @@ async function deleteObjects(
 
 /** The server's periodic sweep: one at start, then one every interval after the last ended. */
 export class RetentionLoop {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private sweeping: Promise<void> | undefined;
-  private abort = new AbortController();
+  private readonly loop: Periodic;
 
   constructor(
     private readonly res: Resources,
     private readonly opts: { intervalMs?: number; batchSize?: number } = {},
-  ) {}
+  ) {
+    this.loop = new Periodic(
+      (signal) => this.sweep(signal),
+      () => this.opts.intervalMs ?? this.res.settings.retentionSweepMs,
+    );
+  }
 
   start(): void {
-    if (this.running) return;
+    if (this.loop.started) return;
     if (KINDS.every((k) => k.days(this.res.settings) === 0)) {
       this.res.logger.info(
         'retention is 0 days for every kind: artifacts, caches and workspaces are kept forever',
       );
       return;
     }
-    this.running = true;
-    this.abort = new AbortController();
-    this.arm(0);
+    this.loop.start();
   }
 
   /** Stops the loop; a sweep under way ends after its current batch (before the database closes). */
-  async stop(): Promise<void> {
-    this.running = false;
-    this.abort.abort();
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.sweeping;
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
-  private arm(delayMs: number): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.sweeping = this.sweep().finally(() => {
-        this.sweeping = undefined;
-        this.arm(this.opts.intervalMs ?? this.res.settings.retentionSweepMs);
-      });
-    }, delayMs);
-    this.timer.unref();
-  }
-
-  private async sweep(): Promise<void> {
+  private async sweep(signal: AbortSignal): Promise<void> {
     try {
-      const report = await sweepExpiredBlobs(this.res, {
-        batchSize: this.opts.batchSize,
-        signal: this.abort.signal,
-      });
+      const report = await sweepExpiredBlobs(this.res, { batchSize: this.opts.batchSize, signal });
       const removed = Object.values(report.kinds).some((k) => k.rows > 0);
       if (removed) this.res.logger.info({ expired: report.kinds }, 'removed what was past its retention');
     } catch (err) {

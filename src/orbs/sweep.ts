@@ -2,43 +2,30 @@
 // publish). Expired versions stop resolving at once whether swept or not (resolution checks the
 // expiry); the sweep only deletes their rows. One at start, then one every interval after the last.
 import type { Resources } from '../ops/index.js';
+import { Periodic } from '../ops/periodic.js';
 import type { OrbRegistry } from './registry.js';
 
 export class DevVersionSweepLoop {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private sweeping: Promise<void> | undefined;
+  private readonly loop: Periodic;
 
   constructor(
     private readonly res: Pick<Resources, 'logger'>,
     private readonly registry: Pick<OrbRegistry, 'sweepExpiredDevVersions'>,
-    private readonly intervalMs: number,
-  ) {}
+    intervalMs: number,
+  ) {
+    this.loop = new Periodic(
+      () => this.sweep(),
+      () => intervalMs,
+    );
+  }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.arm(0);
+    this.loop.start();
   }
 
   /** Stops the loop; a sweep under way finishes first (before the database closes). */
-  async stop(): Promise<void> {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.sweeping;
-  }
-
-  private arm(delayMs: number): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.sweeping = this.sweep().finally(() => {
-        this.sweeping = undefined;
-        this.arm(this.intervalMs);
-      });
-    }, delayMs);
-    this.timer.unref();
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async sweep(): Promise<void> {

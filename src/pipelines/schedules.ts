@@ -14,6 +14,7 @@ import type { EngineCore, PipelineRecord, ScheduledWorkflow } from './core.js';
 import { FilterPatternError, filtersAllow } from './filters.js';
 import { fireDuePipelineSchedules } from './pipeline-schedules.js';
 import { insertPipelineIn } from './trigger.js';
+import { Periodic } from '../ops/periodic.js';
 
 interface ScheduleRow {
   id: string;
@@ -184,45 +185,31 @@ export async function listWorkflowSchedules(
  * pipeline to `start`. Every replica runs one; row locks keep a firing to one of them.
  */
 export class ScheduleLoop {
-  private timer: NodeJS.Timeout | undefined;
-  private running = false;
-  private ticking: Promise<void> | undefined;
+  private readonly loop: Periodic;
 
   constructor(
     private readonly res: Resources,
     private readonly fire: () => Promise<string[]>,
-    private readonly tickMs: number,
-  ) {}
+    tickMs: number,
+  ) {
+    this.loop = new Periodic(
+      () => this.tick(),
+      () => tickMs,
+    );
+  }
 
   start(): void {
-    if (this.running) return;
-    this.running = true;
-    this.arm(0);
+    this.loop.start();
   }
 
-  async stop(): Promise<void> {
-    this.running = false;
-    if (this.timer) clearTimeout(this.timer);
-    this.timer = undefined;
-    await this.ticking;
-  }
-
-  private arm(delayMs: number): void {
-    if (!this.running) return;
-    this.timer = setTimeout(() => {
-      this.timer = undefined;
-      this.ticking = this.tick().finally(() => {
-        this.ticking = undefined;
-        this.arm(this.tickMs);
-      });
-    }, delayMs);
-    this.timer.unref();
+  stop(): Promise<void> {
+    return this.loop.stop();
   }
 
   private async tick(): Promise<void> {
     try {
       // a burst of due schedules (after downtime) is drained batch by batch
-      while (this.running && (await this.fire()).length > 0);
+      while (this.loop.started && (await this.fire()).length > 0);
     } catch (err) {
       this.res.logger.error({ err }, 'firing workflow schedules failed; trying again at the next tick');
     }
