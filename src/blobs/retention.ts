@@ -3,8 +3,14 @@
 // the time it was stored. A sweep deletes rows oldest first in bounded batches, then their objects;
 // the server runs one every settings.retentionSweepMs (RetentionLoop), `torus admin expire` one now.
 import pino from 'pino';
-import { TorusError, type Clock, type Logger, type Resources, type Settings } from '../ops/index.js';
-import { createObjectStore, openDatabase, type Database, type ObjectStore } from '../storage/index.js';
+import { type Clock, type Logger, type Resources, type Settings } from '../ops/index.js';
+import {
+  createObjectStore,
+  openDatabase,
+  refuseWhileEmbeddedServerRuns,
+  type Database,
+  type ObjectStore,
+} from '../storage/index.js';
 import { Periodic } from '../ops/periodic.js';
 
 export type BlobKind = 'artifacts' | 'testResults' | 'caches' | 'workspaceLayers';
@@ -244,7 +250,11 @@ export interface ExpireCommandOptions {
 /** `torus admin expire [--dry-run]`: one sweep now, against the configured database and object store. */
 export async function expireCommand(opts: ExpireCommandOptions): Promise<ExpiryReport> {
   const { settings } = opts;
-  if (!opts.db && !settings.databaseUrl) await refuseWhileEmbeddedServerRuns(settings);
+  if (!opts.db && !settings.databaseUrl)
+    await refuseWhileEmbeddedServerRuns(
+      settings,
+      `stop it first, or let it sweep: it does at start and every ${settings.retentionSweepMs} ms (retention_sweep_ms)`,
+    );
   const store = opts.store ?? createObjectStore(settings);
   // the log (failed object deletions) goes to stderr: stdout is the report
   const logger =
@@ -260,25 +270,6 @@ export async function expireCommand(opts: ExpireCommandOptions): Promise<ExpiryR
     return report;
   } finally {
     if (!opts.db) await db.close();
-  }
-}
-
-/** PGlite's data directory is one process's: a second opener would corrupt it. */
-async function refuseWhileEmbeddedServerRuns(settings: Settings): Promise<void> {
-  let answered = false;
-  try {
-    const r = await fetch(`${settings.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
-    answered = r.ok;
-  } catch {
-    // nothing listens there (or it does not answer in time): no running server to collide with
-  }
-  if (answered) {
-    throw new TorusError(
-      'TORUS_E_CONFLICT',
-      `a Torus server is running at ${settings.url} on the embedded database in ${settings.dataDir}, ` +
-        'which only one process may open',
-      `stop it first, or let it sweep: it does at start and every ${settings.retentionSweepMs} ms (retention_sweep_ms)`,
-    );
   }
 }
 

@@ -15,6 +15,7 @@ import type {
 } from '../orbs/index.js';
 import type { Database } from '../storage/index.js';
 import { ApiClient } from './client.js';
+import { refuseWhileEmbeddedServerRuns } from '../storage/embedded-lock.js';
 
 interface ServerOpts {
   server?: string;
@@ -421,31 +422,16 @@ export interface AdminOrbCommandOptions {
   upstream?: UpstreamRegistry;
 }
 
-/** PGlite's data directory is one process's: a second opener would corrupt it. */
-async function refuseWhileEmbeddedServerRuns(settings: Settings): Promise<void> {
-  let answered = false;
-  try {
-    const r = await fetch(`${settings.url}/healthz`, { signal: AbortSignal.timeout(1_000) });
-    answered = r.ok;
-  } catch {
-    // nothing listens there (or it does not answer in time): no running server to collide with
-  }
-  if (answered) {
-    throw new TorusError(
-      'TORUS_E_CONFLICT',
-      `a Torus server is running at ${settings.url} on the embedded database in ${settings.dataDir}, ` +
-        'which only one process may open',
-      'stop it first, or import through it: circleci admin import-orb --host ' + settings.url,
-    );
-  }
-}
-
 async function withRegistry<T>(
   opts: AdminOrbCommandOptions,
   work: (registry: OrbRegistry) => Promise<T>,
 ): Promise<T> {
   const { settings } = opts;
-  if (!opts.db && !settings.databaseUrl) await refuseWhileEmbeddedServerRuns(settings);
+  if (!opts.db && !settings.databaseUrl)
+    await refuseWhileEmbeddedServerRuns(
+      settings,
+      'stop it first, or import through it: circleci admin import-orb --host ' + settings.url,
+    );
   const { createObjectStore, openDatabase } = await import('../storage/index.js');
   const { createOrbRegistry } = await import('../orbs/index.js');
   const { createLogger, randomIds, systemClock } = await import('../ops/index.js');

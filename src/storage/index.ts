@@ -16,6 +16,7 @@ export { CHANNELS } from './database.js';
 export { PgliteDatabase } from './pglite.js';
 export { PostgresDatabase } from './postgres.js';
 export { migrate, loadMigrations, type Migration } from './migrate.js';
+export { refuseWhileEmbeddedServerRuns } from './embedded-lock.js';
 export {
   FsObjectStore,
   readObjectText,
