@@ -4,6 +4,8 @@ import { benchTriggerToFirstOutput } from './pipeline-latency.js';
 import { benchThroughput } from './throughput.js';
 import { benchDockerStart, printDockerStart } from './docker-start.js';
 import { benchLogThroughput, printLogThroughput } from './log-throughput.js';
+import { benchOrbs, printOrbs } from './orbs.js';
+import { benchWebOutput, printWebOutput } from './web-output.js';
 import { fmt } from './lib.js';
 import { benchConfig, printConfigBench } from './config/index.js';
 
@@ -23,4 +25,6 @@ console.log(
 printConfigBench(await benchConfig());
 printDockerStart(await benchDockerStart());
 printLogThroughput(await benchLogThroughput());
+printOrbs(await benchOrbs());
+printWebOutput(await benchWebOutput());
 process.exit(0);

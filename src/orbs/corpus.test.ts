@@ -1,7 +1,7 @@
 // End to end over the real corpus (/work/shared/corpus): every saved corpus orb version is imported
 // into the registry, and every corpus config then compiles through registryOrbResolver exactly as it
-// does through the corpus' own resolver (same processed output, or the same errors). Prints how long
-// the import took and the warm resolution time per config.
+// does through the corpus' own resolver (same processed output, or the same errors). The warm
+// resolution time per config and the import's are measured by bench/orbs.ts.
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
@@ -138,31 +138,6 @@ describe.skipIf(!present).each(present ? databaseKinds() : [])(
       expect(differences).toEqual([]);
       expect(withOrbs).toBeGreaterThan(40);
       expect(skippedConfigs.length).toBeLessThan(5);
-    });
-
-    it('resolves a config’s orbs warm in well under a millisecond', async () => {
-      const resolver = registryOrbResolver(res);
-      const configs = corpusConfigs().filter((c) => c.orbs.length > 0);
-      const resolveAll = async (refs: string[]) => {
-        for (const r of refs) await resolver.resolve(r);
-      };
-      for (const c of configs) await resolveAll(c.orbs); // warm up
-      const times: number[] = [];
-      for (let round = 0; round < 20; round++) {
-        for (const c of configs) {
-          const t = performance.now();
-          await resolveAll(c.orbs);
-          times.push(performance.now() - t);
-        }
-      }
-      times.sort((a, b) => a - b);
-      const p50 = times[Math.floor(times.length / 2)]!;
-      const p99 = times[Math.floor(times.length * 0.99)]!;
-      console.log(
-        `warm orb resolution on ${kind}: p50 ${(p50 * 1000).toFixed(1)} µs, p99 ${(p99 * 1000).toFixed(1)} µs per config ` +
-          `(${configs.length} configs with orbs × 20)`,
-      );
-      expect(p50).toBeLessThan(1);
     });
   },
 );
