@@ -73,7 +73,10 @@ async function main(args: string[]): Promise<void> {
     return;
   }
   const started = Date.now();
-  await vite.build({ configFile: CONFIG_FILE, logLevel: 'warn' });
+  // always React's production build: a build started under a test runner inherits its
+  // NODE_ENV=test, with which Vite keeps React's development build (1.7× the size, slower)
+  process.env.NODE_ENV = 'production';
+  await vite.build({ configFile: CONFIG_FILE, logLevel: 'warn', mode: 'production' });
   const totals = compress();
   console.log(
     `torus: web app built into ${relative(process.cwd(), OUT_DIR) || OUT_DIR} in ${Date.now() - started} ms\n` +

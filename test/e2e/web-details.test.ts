@@ -4,22 +4,10 @@
 // job's output (next, previous, wrap-around, from the keyboard), find the failed test first in the
 // tests tab with its message and time, and open an artifact. Screenshots go to a temporary
 // directory, or to docs/screenshots with TORUS_UPDATE_SCREENSHOTS=1.
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, Page } from 'playwright-core';
-import { buildWebApp, launchChromium } from '../harness/browser.js';
-import { requirePart } from '../harness/parts.js';
+import { describe, expect, it } from 'vitest';
 import { generateSshKey, requireSshTools } from '../harness/ssh.js';
-import {
-  ADMIN_TOKEN,
-  api,
-  makeGitRepo,
-  REPO_ROOT,
-  startTorusServer,
-  type TorusProcess,
-} from '../harness/torus.js';
+import { api } from '../harness/torus.js';
+import { hasChromium, openPage, shoot, signIn, webAppForSuite } from './web-harness.js';
 
 // `test` stores a failed test and an artifact, prints 3,000 lines to search, then fails;
 // `greet` is a matrix over a language and prints the pipeline parameter and the project variable
@@ -76,51 +64,17 @@ workflows:
               lang: [en, fr, de]
 `;
 
-const SCREENSHOTS =
-  process.env.TORUS_UPDATE_SCREENSHOTS === '1'
-    ? join(REPO_ROOT, 'docs/screenshots')
-    : mkdtempSync(join(tmpdir(), 'torus-screenshots-'));
-
-const hasChromium = requirePart('chromium', 'web app end-to-end tests');
 const hasSshTools = hasChromium && requireSshTools('web app SSH key settings');
 
 describe.skipIf(!hasChromium)('web app details', () => {
-  let server: TorusProcess;
-  let browser: Browser;
-  let slug: string;
-
-  beforeAll(async () => {
-    buildWebApp();
-    [server, browser] = await Promise.all([startTorusServer({ localAgents: 2 }), launchChromium()]);
-    const repo = makeGitRepo({ '.circleci/config.yml': CONFIG, 'README.md': '# shop\n' });
-    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/acme/project', {
-      name: 'shop',
-      vcs_url: repo,
-    });
-    expect(p.status).toBe(200);
-    slug = p.body.slug;
-    mkdirSync(SCREENSHOTS, { recursive: true });
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.kill('SIGTERM');
-  });
-
-  async function shoot(page: Page, name: string): Promise<void> {
-    await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
-  }
+  const app = webAppForSuite(CONFIG, { localAgents: 2 });
 
   it('adds a variable, triggers with a parameter, searches output, shows tests and artifacts', async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (err) => pageErrors.push(err.message));
-    page.setDefaultTimeout(20_000);
+    const { server, browser, slug } = app();
+    const { context, page, pageErrors } = await openPage(browser, 800);
 
     await page.goto(server.url);
-    await page.getByLabel('Personal API token').fill(ADMIN_TOKEN);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(page);
     await page.getByRole('link', { name: /shop/ }).click();
 
     // ---- project settings: a variable, shown masked; a bad name is refused with the server's word
@@ -294,14 +248,10 @@ describe.skipIf(!hasChromium)('web app details', () => {
   });
 
   it('manages SSH keys, contexts and API tokens', async () => {
-    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-    const page = await context.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (err) => pageErrors.push(err.message));
-    page.setDefaultTimeout(20_000);
+    const { server, browser, slug } = app();
+    const { context, page, pageErrors } = await openPage(browser, 800);
     await page.goto(`${server.url}/settings/project/${slug}`);
-    await page.getByLabel('Personal API token').fill(ADMIN_TOKEN);
-    await page.getByRole('button', { name: 'Sign in' }).click();
+    await signIn(page);
     await page.getByRole('heading', { name: /Project settings/ }).waitFor();
 
     // an SSH key that is not one is refused with the server's message; nothing is added

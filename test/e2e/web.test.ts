@@ -4,21 +4,9 @@
 // HTTP (HttpOnly, SameSite=Strict, the web app's header for changes, revoked at sign-out) and how
 // the server serves the app. Screenshots go to a temporary directory, or to docs/screenshots with
 // TORUS_UPDATE_SCREENSHOTS=1.
-import { mkdirSync, mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Browser, BrowserContext, Page } from 'playwright-core';
-import { buildWebApp, launchChromium } from '../harness/browser.js';
-import { requirePart } from '../harness/parts.js';
-import {
-  ADMIN_TOKEN,
-  api,
-  makeGitRepo,
-  REPO_ROOT,
-  startTorusServer,
-  type TorusProcess,
-} from '../harness/torus.js';
+import { describe, expect, it } from 'vitest';
+import { ADMIN_TOKEN, api } from '../harness/torus.js';
+import { hasChromium, openPage, shoot, webAppForSuite } from './web-harness.js';
 
 const CONFIG = `version: 2.1
 jobs:
@@ -43,46 +31,12 @@ workflows:
           requires: [hold]
 `;
 
-const SCREENSHOTS =
-  process.env.TORUS_UPDATE_SCREENSHOTS === '1'
-    ? join(REPO_ROOT, 'docs/screenshots')
-    : mkdtempSync(join(tmpdir(), 'torus-screenshots-'));
-
-const hasChromium = requirePart('chromium', 'web app end-to-end tests');
-
 describe.skipIf(!hasChromium)('web app', () => {
-  let server: TorusProcess;
-  let browser: Browser;
-  let slug: string;
-
-  beforeAll(async () => {
-    buildWebApp();
-    [server, browser] = await Promise.all([startTorusServer({ localAgents: 1 }), launchChromium()]);
-    const repo = makeGitRepo({ '.circleci/config.yml': CONFIG, 'README.md': '# shop\n' });
-    const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/acme/project', {
-      name: 'shop',
-      vcs_url: repo,
-    });
-    expect(p.status).toBe(200);
-    slug = p.body.slug;
-    mkdirSync(SCREENSHOTS, { recursive: true });
-  });
-
-  afterAll(async () => {
-    await browser?.close();
-    await server?.kill('SIGTERM');
-  });
-
-  async function shoot(page: Page, name: string): Promise<void> {
-    await page.screenshot({ path: join(SCREENSHOTS, `${name}.png`) });
-  }
+  const app = webAppForSuite(CONFIG, { localAgents: 1 });
 
   it('signs in, follows a pipeline with live output, approves the hold and signs out', async () => {
-    const context: BrowserContext = await browser.newContext({ viewport: { width: 1280, height: 760 } });
-    const page = await context.newPage();
-    const pageErrors: string[] = [];
-    page.on('pageerror', (err) => pageErrors.push(err.message));
-    page.setDefaultTimeout(20_000);
+    const { server, browser } = app();
+    const { context, page, pageErrors } = await openPage(browser, 760);
 
     await page.goto(server.url);
     await page.getByRole('heading', { name: 'Sign in' }).waitFor();
@@ -190,6 +144,7 @@ describe.skipIf(!hasChromium)('web app', () => {
   });
 
   it('keeps the session cookie to the web app and serves the app beside the API', async () => {
+    const { server, slug } = app();
     const web = { 'x-torus-web': '1', 'content-type': 'application/json' };
     const signIn = (headers: Record<string, string>, token: string) =>
       fetch(`${server.url}/api/v2/torus/session`, {

@@ -1,5 +1,6 @@
 // Small pieces every page uses: status icons and badges, breadcrumbs, action buttons that show
-// their progress and error, a ticking clock for live durations, and loading/error notes.
+// their progress and error, a form's submission state, a ticking clock for live durations, a
+// query's loading/error/empty/data states, and tabs.
 import { useEffect, useState, type KeyboardEvent, type ReactNode } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { Link } from 'wouter';
@@ -111,7 +112,7 @@ export function ActionButton({
     run()
       .catch((err: unknown) => {
         if (err instanceof ApiError && err.status === 401) sessionLost(client);
-        setError(err instanceof Error ? err.message : String(err));
+        setError(messageOf(err));
       })
       .finally(() => setBusy(false));
   };
@@ -135,6 +136,51 @@ export function ActionButton({
   );
 }
 
+/** what an error says to the reader */
+export function messageOf(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+/**
+ * A form's submission: `submit(send)` marks it busy and clears the last error; a failure (thrown
+ * or rejected) keeps its message and ends the busy state. After a success the form is idle again,
+ * unless `leavesPage` (sign-in, trigger): then it stays busy while the app moves on.
+ */
+export function useSubmit({ leavesPage = false }: { leavesPage?: boolean } = {}) {
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | undefined>();
+  const fail = (err: unknown) => {
+    setError(messageOf(err));
+    setBusy(false);
+  };
+  const submit = (send: () => Promise<unknown>) => {
+    setBusy(true);
+    setError(undefined);
+    let sent: Promise<unknown>;
+    try {
+      sent = send();
+    } catch (err) {
+      // a check before sending (the trigger's parameters): shown at once, nothing was sent
+      fail(err);
+      return;
+    }
+    sent.then(() => {
+      if (!leavesPage) setBusy(false);
+    }, fail);
+  };
+  return { busy, error, submit };
+}
+
+/** a form's error, announced when it appears */
+export function FormError({ error }: { error: string | undefined }) {
+  if (!error) return null;
+  return (
+    <p className="error-note" role="alert">
+      {error}
+    </p>
+  );
+}
+
 export function Loading({ what }: { what: string }) {
   return (
     <p className="loading" role="status">
@@ -146,8 +192,68 @@ export function Loading({ what }: { what: string }) {
 export function ErrorNote({ error }: { error: unknown }) {
   return (
     <p className="error-note" role="alert">
-      {error instanceof Error ? error.message : String(error)}
+      {messageOf(error)}
     </p>
+  );
+}
+
+/** what a page needs of a query (TanStack Query's result has it) */
+export interface QueryState<T> {
+  isPending: boolean;
+  isError: boolean;
+  error: unknown;
+  data: T | undefined;
+}
+
+/**
+ * A query's states: loading (`Loading {what}…`), its error, `empty` when `isEmpty` (by default:
+ * an empty list), else `children` with the data.
+ */
+export function QueryView<T>({
+  query,
+  what,
+  empty,
+  isEmpty = (data) => Array.isArray(data) && data.length === 0,
+  children,
+}: {
+  query: QueryState<T>;
+  what: string;
+  empty?: ReactNode;
+  isEmpty?: (data: T) => boolean;
+  children: (data: T) => ReactNode;
+}) {
+  if (query.isError) return <ErrorNote error={query.error} />;
+  if (query.isPending || query.data === undefined) return <Loading what={what} />;
+  if (empty !== undefined && isEmpty(query.data)) return empty;
+  return children(query.data);
+}
+
+/** A page whose own query has no answer yet: loading, or its error under the page's breadcrumbs. */
+export function PageUnready({
+  query,
+  what,
+  crumbs,
+}: {
+  query: QueryState<unknown>;
+  what: string;
+  crumbs: Crumb[];
+}) {
+  if (!query.isError) return <Loading what={what} />;
+  return (
+    <>
+      <Breadcrumbs items={crumbs} />
+      <ErrorNote error={query.error} />
+    </>
+  );
+}
+
+/** a card saying there is nothing yet, and how to make some */
+export function EmptyCard({ title, children }: { title: ReactNode; children: ReactNode }) {
+  return (
+    <div className="card empty">
+      <h2>{title}</h2>
+      <p>{children}</p>
+    </div>
   );
 }
 
@@ -168,18 +274,20 @@ export interface TabItem<K extends string> {
 
 /**
  * A row of tabs (WAI-ARIA tabs: arrow keys, Home and End move between them, the panel follows
- * the selection). The chosen panel is the caller's, given the id `tabpanel-{key}`.
+ * the selection) and the chosen tab's panel, `children`, with the id `tabpanel-{key}`.
  */
 export function Tabs<K extends string>({
   label,
   tabs,
   selected,
   onSelect,
+  children,
 }: {
   label: string;
   tabs: Array<TabItem<K>>;
   selected: K;
   onSelect: (key: K) => void;
+  children: ReactNode;
 }) {
   const onKeyDown = (e: KeyboardEvent<HTMLDivElement>) => {
     // from the tab that has the focus (a click can focus one before the selection follows)
@@ -201,22 +309,32 @@ export function Tabs<K extends string>({
     document.getElementById(`tab-${tabs[to]!.key}`)?.focus();
   };
   return (
-    <div className="tabs" role="tablist" aria-label={label} onKeyDown={onKeyDown}>
-      {tabs.map((t) => (
-        <button
-          key={t.key}
-          id={`tab-${t.key}`}
-          type="button"
-          role="tab"
-          className="tab"
-          aria-selected={t.key === selected}
-          aria-controls={`tabpanel-${t.key}`}
-          tabIndex={t.key === selected ? 0 : -1}
-          onClick={() => onSelect(t.key)}
-        >
-          {t.label}
-        </button>
-      ))}
-    </div>
+    <>
+      <div className="tabs" role="tablist" aria-label={label} onKeyDown={onKeyDown}>
+        {tabs.map((t) => (
+          <button
+            key={t.key}
+            id={`tab-${t.key}`}
+            type="button"
+            role="tab"
+            className="tab"
+            aria-selected={t.key === selected}
+            aria-controls={`tabpanel-${t.key}`}
+            tabIndex={t.key === selected ? 0 : -1}
+            onClick={() => onSelect(t.key)}
+          >
+            {t.label}
+          </button>
+        ))}
+      </div>
+      <div
+        id={`tabpanel-${selected}`}
+        role="tabpanel"
+        aria-labelledby={`tab-${selected}`}
+        className="tabpanel"
+      >
+        {children}
+      </div>
+    </>
   );
 }

@@ -16,6 +16,7 @@ import {
   useState,
   type KeyboardEvent,
 } from 'react';
+import { flushSync } from 'react-dom';
 import { useVirtualizer } from '@tanstack/react-virtual';
 import { parseAnsiLine, styleCss, type AnsiStyle } from './ansi';
 import { markSpans, MAX_MATCHES, OutputLines, OutputSearch, type OutputMatch } from './output';
@@ -100,16 +101,29 @@ export function OutputView({ url, label, rawUrl }: { url: string; label: string;
     // a reconnect replays the stream from its start: skip what was already shown
     let lastSeq = -1;
     let frame = 0;
-    const flush = () => {
-      frame = 0;
-      setCount(buffer.count);
-    };
-    events.addEventListener('output', (e: MessageEvent<string>) => {
-      const chunk = JSON.parse(e.data) as OutputChunk;
+    // events wait here for the next frame: a finished step's output arrives as a flood of events,
+    // and reading them as they come would hold the first lines' paint back until all were read
+    const queued: string[] = [];
+    const take = (data: string) => {
+      const chunk = JSON.parse(data) as OutputChunk;
       if (chunk.seq <= lastSeq) return;
       lastSeq = chunk.seq;
       buffer.append(chunk.message);
-      // many chunks can arrive between two frames: draw once per frame
+    };
+    const flush = () => {
+      frame = 0;
+      for (const data of queued.splice(0)) take(data);
+      setCount(buffer.count);
+    };
+    events.addEventListener('output', (e: MessageEvent<string>) => {
+      if (buffer.count === 0 && queued.length === 0) {
+        // the first lines are drawn at once
+        take(e.data);
+        flushSync(flush);
+        return;
+      }
+      queued.push(e.data);
+      // many chunks can arrive between two frames: they are read and drawn once per frame
       frame ||= requestAnimationFrame(flush);
     });
     events.addEventListener('end', (e: MessageEvent<string>) => {

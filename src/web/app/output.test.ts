@@ -23,9 +23,9 @@ describe('output lines', () => {
     expect(out.line(2).start).toEqual({});
   });
 
-  it('takes 200,000 lines quickly', () => {
+  // how fast: bench/web-output.ts (a timed test only flakes on a busy machine)
+  it('keeps 200,000 coloured lines, each with the style it starts in', () => {
     const out = new OutputLines();
-    const t = performance.now();
     for (let i = 0; i < 2000; i++) {
       out.append(
         Array.from({ length: 100 }, (_, k) => `\x1b[32mline ${i * 100 + k}\x1b[0m`).join('\n') + '\n',
@@ -33,7 +33,8 @@ describe('output lines', () => {
     }
     expect(out.count).toBe(200_000);
     expect(out.line(199_999).text).toContain('line 199999');
-    expect(performance.now() - t).toBeLessThan(2000);
+    expect(out.line(123_456).text).toBe('\x1b[32mline 123456\x1b[0m');
+    expect(out.line(123_456).start).toEqual({});
   });
 });
 

@@ -19,8 +19,9 @@ import {
 import {
   ActionButton,
   Breadcrumbs,
-  ErrorNote,
-  Loading,
+  EmptyCard,
+  PageUnready,
+  QueryView,
   StatusBadge,
   StatusIcon,
   Tabs,
@@ -104,14 +105,8 @@ export function JobPage() {
     },
     { label: details.data?.name ?? `job ${job}` },
   ];
-  if (details.isPending) return <Loading what="the job" />;
-  if (details.isError)
-    return (
-      <>
-        <Breadcrumbs items={crumbs} />
-        <ErrorNote error={details.error} />
-      </>
-    );
+  if (details.isPending || details.isError)
+    return <PageUnready query={details} what="the job" crumbs={crumbs} />;
   const d = details.data;
   const failedTests = tests.data?.filter((t) => FAILED_RESULTS.has(t.result)).length ?? 0;
   const refresh = () =>
@@ -216,33 +211,55 @@ export function JobPage() {
             ),
           },
         ]}
-      />
-      <div id={`tabpanel-${tab}`} role="tabpanel" aria-labelledby={`tab-${tab}`} className="tabpanel">
+      >
         {tab === 'steps' ? (
           <section className="steps" aria-label="Steps">
-            {steps.isPending ? (
-              <Loading what="steps" />
-            ) : steps.isError ? (
-              <ErrorNote error={steps.error} />
-            ) : steps.data.steps.length === 0 ? (
-              <p className="card empty">
-                {isActive(d.status) ? 'The job has not started yet.' : 'This job ran no steps.'}
-              </p>
-            ) : (
-              steps.data.steps.map((s) => {
-                const a = s.actions.find((x) => x.index === run);
-                return a ? (
-                  <Step key={`${run}-${a.step}`} slug={slug} job={jobNumber} action={a} now={now} />
-                ) : null;
-              })
-            )}
+            <QueryView
+              query={steps}
+              what="steps"
+              isEmpty={(data) => data.steps.length === 0}
+              empty={
+                <p className="card empty">
+                  {isActive(d.status) ? 'The job has not started yet.' : 'This job ran no steps.'}
+                </p>
+              }
+            >
+              {(data) =>
+                data.steps.map((s) => {
+                  const a = s.actions.find((x) => x.index === run);
+                  return a ? (
+                    <Step key={`${run}-${a.step}`} slug={slug} job={jobNumber} action={a} now={now} />
+                  ) : null;
+                })
+              }
+            </QueryView>
           </section>
         ) : tab === 'tests' ? (
-          <TestsPanel tests={tests} active={active} />
+          <QueryView
+            query={tests}
+            what="tests"
+            empty={
+              <EmptyCard title={`No test results${active ? ' yet' : ''}`}>
+                A job stores them with <code>store_test_results</code> (JUnit XML, or Cucumber JSON).
+              </EmptyCard>
+            }
+          >
+            {(all) => <TestsPanel all={all} />}
+          </QueryView>
         ) : (
-          <ArtifactsPanel artifacts={artifacts} active={active} parallel={d.parallelism > 1} />
+          <QueryView
+            query={artifacts}
+            what="artifacts"
+            empty={
+              <EmptyCard title={`No artifacts${active ? ' yet' : ''}`}>
+                A job uploads files with <code>store_artifacts</code>.
+              </EmptyCard>
+            }
+          >
+            {(all) => <ArtifactsPanel all={all} parallel={d.parallelism > 1} />}
+          </QueryView>
         )}
-      </div>
+      </Tabs>
     </>
   );
 }
@@ -300,28 +317,9 @@ function Count({ n, failed = 0 }: { n: number | undefined; failed?: number }) {
   );
 }
 
-interface ResultsQuery<T> {
-  isPending: boolean;
-  isError: boolean;
-  error: unknown;
-  data: T[] | undefined;
-}
-
 /** the job's test results, failed first (then skipped, then passed), each with its message and time */
-function TestsPanel({ tests, active }: { tests: ResultsQuery<TestResult>; active: boolean }) {
+function TestsPanel({ all }: { all: TestResult[] }) {
   const [filter, setFilter] = useState('');
-  if (tests.isPending) return <Loading what="tests" />;
-  if (tests.isError) return <ErrorNote error={tests.error} />;
-  const all = tests.data ?? [];
-  if (all.length === 0)
-    return (
-      <div className="card empty">
-        <h2>No test results{active ? ' yet' : ''}</h2>
-        <p>
-          A job stores them with <code>store_test_results</code> (JUnit XML, or Cucumber JSON).
-        </p>
-      </div>
-    );
   const rank = (t: TestResult) => (FAILED_RESULTS.has(t.result) ? 0 : SKIPPED_RESULTS.has(t.result) ? 1 : 2);
   const sorted = [...all].sort((a, b) => rank(a) - rank(b) || b.run_time - a.run_time);
   const f = filter.trim().toLowerCase();
@@ -386,27 +384,7 @@ function TestsPanel({ tests, active }: { tests: ResultsQuery<TestResult>; active
 }
 
 /** the job's artifacts, each opening in a new tab; grouped by parallel run when there are several */
-function ArtifactsPanel({
-  artifacts,
-  active,
-  parallel,
-}: {
-  artifacts: ResultsQuery<Artifact>;
-  active: boolean;
-  parallel: boolean;
-}) {
-  if (artifacts.isPending) return <Loading what="artifacts" />;
-  if (artifacts.isError) return <ErrorNote error={artifacts.error} />;
-  const all = artifacts.data ?? [];
-  if (all.length === 0)
-    return (
-      <div className="card empty">
-        <h2>No artifacts{active ? ' yet' : ''}</h2>
-        <p>
-          A job uploads files with <code>store_artifacts</code>.
-        </p>
-      </div>
-    );
+function ArtifactsPanel({ all, parallel }: { all: Artifact[]; parallel: boolean }) {
   const nodes = [...new Set(all.map((a) => a.node_index))].sort((a, b) => a - b);
   return (
     <section className="card artifacts" aria-label="Artifacts">

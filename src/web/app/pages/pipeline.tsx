@@ -15,7 +15,16 @@ import {
   type Workflow,
   type WorkflowJob,
 } from '../api';
-import { ActionButton, Breadcrumbs, ErrorNote, Loading, StatusBadge, Tabs, useNow } from '../components';
+import {
+  ActionButton,
+  Breadcrumbs,
+  ErrorNote,
+  PageUnready,
+  QueryView,
+  StatusBadge,
+  Tabs,
+  useNow,
+} from '../components';
 import { elapsed, pipelineDuration, shortSha, timeAgo } from '../format';
 import { isActive, pipelineStatus } from '../status';
 import { WorkflowGraph } from '../workflow-graph';
@@ -77,14 +86,8 @@ export function PipelinePage() {
     { label: repo, href: `/pipelines/${slugPath(slug)}` },
     { label: `Pipeline #${number}` },
   ];
-  if (pipeline.isPending) return <Loading what="the pipeline" />;
-  if (pipeline.isError)
-    return (
-      <>
-        <Breadcrumbs items={crumbs} />
-        <ErrorNote error={pipeline.error} />
-      </>
-    );
+  if (pipeline.isPending || pipeline.isError)
+    return <PageUnready query={pipeline} what="the pipeline" crumbs={crumbs} />;
   const p = pipeline.data;
   // the newest run of each workflow name first; earlier runs (before a rerun) after it
   const all = [...(workflows.data?.items ?? [])].sort(
@@ -158,8 +161,7 @@ export function PipelinePage() {
           { key: 'workflows', label: 'Workflows' },
           { key: 'config', label: 'Configuration' },
         ]}
-      />
-      <div id={`tabpanel-${tab}`} role="tabpanel" aria-labelledby={`tab-${tab}`} className="tabpanel">
+      >
         {tab === 'config' ? (
           <ConfigPanel pipelineId={p.id} />
         ) : (
@@ -188,7 +190,7 @@ export function PipelinePage() {
             )}
           </>
         )}
-      </div>
+      </Tabs>
     </>
   );
 }
@@ -248,13 +250,9 @@ function WorkflowCard({
           )}
         </div>
       </header>
-      {jobs.isPending ? (
-        <Loading what="jobs" />
-      ) : jobs.isError ? (
-        <ErrorNote error={jobs.error} />
-      ) : (
-        <WorkflowGraph workflow={w} jobs={jobs.data.items} now={now} />
-      )}
+      <QueryView query={jobs} what="jobs">
+        {(data) => <WorkflowGraph workflow={w} jobs={data.items} now={now} />}
+      </QueryView>
     </section>
   );
 }
@@ -274,11 +272,17 @@ function ConfigPanel({ pipelineId }: { pipelineId: string }) {
     queryKey: ['pipeline-config', pipelineId],
     queryFn: () => api<PipelineConfig>(`/api/v2/pipeline/${pipelineId}/config`),
   });
+  return (
+    <QueryView query={config} what="the configuration">
+      {(data) => <ConfigViews config={data} />}
+    </QueryView>
+  );
+}
+
+function ConfigViews({ config }: { config: PipelineConfig }) {
   const [view, setView] = useState<ConfigView>('source');
-  if (config.isPending) return <Loading what="the configuration" />;
-  if (config.isError) return <ErrorNote error={config.error} />;
-  const views = CONFIG_VIEWS.filter((v) => config.data[v.key] !== undefined);
-  const text = config.data[view] ?? '';
+  const views = CONFIG_VIEWS.filter((v) => config[v.key] !== undefined);
+  const text = config[view] ?? '';
   return (
     <section className="card config" aria-label="Configuration">
       <div className="config-head" role="radiogroup" aria-label="Which configuration">

@@ -5,7 +5,17 @@ import { useState, type FormEvent } from 'react';
 import { useInfiniteQuery, useQuery, useQueryClient } from '@tanstack/react-query';
 import { Link, useLocation, useParams, useSearch } from 'wouter';
 import { api, slugPath, type Page, type Pipeline, type Project, type Workflow } from '../api';
-import { Breadcrumbs, ErrorNote, Loading, StatusBadge, StatusIcon, useNow } from '../components';
+import {
+  Breadcrumbs,
+  EmptyCard,
+  ErrorNote,
+  FormError,
+  Loading,
+  StatusBadge,
+  StatusIcon,
+  useNow,
+  useSubmit,
+} from '../components';
 import { pipelineDuration, shortSha, timeAgo } from '../format';
 import { readParameters, type ParamRow, type ParamType } from '../parameters';
 import { isActive, pipelineStatus } from '../status';
@@ -62,10 +72,9 @@ export function PipelinesPage() {
       ) : pipelines.isError ? (
         <ErrorNote error={pipelines.error} />
       ) : items.length === 0 ? (
-        <div className="card empty">
-          <h2>No pipelines{branch ? ` on ${branch}` : ''} yet</h2>
-          <p>Trigger one with the button above, a git hook, or the API.</p>
-        </div>
+        <EmptyCard title={`No pipelines${branch ? ` on ${branch}` : ''} yet`}>
+          Trigger one with the button above, a git hook, or the API.
+        </EmptyCard>
       ) : (
         <div className="card table-card">
           <table className="pipelines">
@@ -159,36 +168,24 @@ function TriggerForm({ project, branch }: { project: Project; branch: string }) 
   const [kind, setKind] = useState<'branch' | 'tag'>('branch');
   const [target, setTarget] = useState(branch || project.vcs_info.default_branch);
   const [params, setParams] = useState<ParamRow[]>([]);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | undefined>();
+  const { busy, error, submit } = useSubmit({ leavesPage: true });
   const [, navigate] = useLocation();
   const client = useQueryClient();
-  const submit = (e: FormEvent) => {
+  const onSubmit = (e: FormEvent) => {
     e.preventDefault();
-    setError(undefined);
-    let parameters: Record<string, string | number | boolean>;
-    try {
-      parameters = readParameters(params);
-    } catch (err) {
-      setError((err as Error).message);
-      return;
-    }
-    setBusy(true);
-    api<{ number: number }>(`/api/v2/project/${slugPath(project.slug)}/pipeline`, {
-      method: 'POST',
-      body: {
-        [kind]: target.trim(),
-        ...(Object.keys(parameters).length ? { parameters } : {}),
-      },
-    })
-      .then(async (created) => {
+    submit(() => {
+      const parameters = readParameters(params);
+      return api<{ number: number }>(`/api/v2/project/${slugPath(project.slug)}/pipeline`, {
+        method: 'POST',
+        body: {
+          [kind]: target.trim(),
+          ...(Object.keys(parameters).length ? { parameters } : {}),
+        },
+      }).then(async (created) => {
         await client.invalidateQueries({ queryKey: ['pipelines', project.slug] });
         navigate(`/pipelines/${slugPath(project.slug)}/${created.number}`);
-      })
-      .catch((err: unknown) => {
-        setError(err instanceof Error ? err.message : String(err));
-        setBusy(false);
       });
+    });
   };
   const update = (i: number, change: Partial<ParamRow>) =>
     setParams((rows) => rows.map((r, j) => (j === i ? { ...r, ...change } : r)));
@@ -200,7 +197,7 @@ function TriggerForm({ project, branch }: { project: Project; branch: string }) 
     );
   }
   return (
-    <form className="trigger-form card" onSubmit={submit} aria-label="Trigger a pipeline">
+    <form className="trigger-form card" onSubmit={onSubmit} aria-label="Trigger a pipeline">
       <div className="trigger-target">
         <select
           aria-label="Ref type"
@@ -292,11 +289,7 @@ function TriggerForm({ project, branch }: { project: Project; branch: string }) 
           Cancel
         </button>
       </div>
-      {error && (
-        <p className="error-note" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} />
     </form>
   );
 }

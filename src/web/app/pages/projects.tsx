@@ -2,7 +2,7 @@
 import { useQuery } from '@tanstack/react-query';
 import { Link } from 'wouter';
 import { api, slugPath, type Page, type Pipeline, type Project, type Workflow } from '../api';
-import { ErrorNote, Loading, StatusBadge, useNow } from '../components';
+import { EmptyCard, QueryView, StatusBadge, useNow } from '../components';
 import { timeAgo } from '../format';
 import { isActive, pipelineStatus } from '../status';
 
@@ -19,33 +19,33 @@ export function ProjectsPage() {
       <div className="page-head">
         <h1>Projects</h1>
       </div>
-      {projects.isPending ? (
-        <Loading what="projects" />
-      ) : projects.isError ? (
-        <ErrorNote error={projects.error} />
-      ) : projects.data.items.length === 0 ? (
-        <div className="card empty">
-          <h2>No projects yet</h2>
-          <p>
+      <QueryView
+        query={projects}
+        what="projects"
+        isEmpty={(data) => data.items.length === 0}
+        empty={
+          <EmptyCard title="No projects yet">
             Add a git repository with <code>npx torus project add /path/to/repo --org myorg</code>, or through{' '}
             <code>POST /api/v2/organization/&#123;org&#125;/project</code>.
-          </p>
-        </div>
-      ) : (
-        <ul className="project-list">
-          {projects.data.items.map((p) => (
-            <li key={p.id} className="card project-card">
-              <Link href={`/pipelines/${slugPath(p.slug)}`} className="project-link">
-                <span className="project-org">{p.organization_name} /</span> {p.name}
-              </Link>
-              <p className="project-meta">
-                <span className="mono">{p.vcs_info.vcs_url}</span>
-              </p>
-              <LatestPipeline slug={p.slug} />
-            </li>
-          ))}
-        </ul>
-      )}
+          </EmptyCard>
+        }
+      >
+        {(data) => (
+          <ul className="project-list">
+            {data.items.map((p) => (
+              <li key={p.id} className="card project-card">
+                <Link href={`/pipelines/${slugPath(p.slug)}`} className="project-link">
+                  <span className="project-org">{p.organization_name} /</span> {p.name}
+                </Link>
+                <p className="project-meta">
+                  <span className="mono">{p.vcs_info.vcs_url}</span>
+                </p>
+                <LatestPipeline slug={p.slug} />
+              </li>
+            ))}
+          </ul>
+        )}
+      </QueryView>
     </>
   );
 }

@@ -3,27 +3,21 @@
 import { useState, type FormEvent } from 'react';
 import { useQueryClient } from '@tanstack/react-query';
 import { signIn } from '../session';
-import { Logo } from '../components';
+import { FormError, Logo, useSubmit } from '../components';
 
 export function SignInPage() {
   const client = useQueryClient();
   const [token, setToken] = useState('');
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | undefined>();
-
-  const submit = (e: FormEvent) => {
+  // on success the app shows its pages in place of this one
+  const { busy, error, submit } = useSubmit({ leavesPage: true });
+  const onSubmit = (e: FormEvent) => {
     e.preventDefault();
-    setBusy(true);
-    setError(undefined);
-    signIn(client, token).catch((err: unknown) => {
-      setError(err instanceof Error ? err.message : String(err));
-      setBusy(false);
-    });
+    submit(() => signIn(client, token));
   };
 
   return (
     <main className="sign-in" id="main">
-      <form className="card sign-in-card" onSubmit={submit} aria-labelledby="sign-in-title">
+      <form className="card sign-in-card" onSubmit={onSubmit} aria-labelledby="sign-in-title">
         <div className="sign-in-brand">
           <Logo /> Torus
         </div>
@@ -46,11 +40,7 @@ export function SignInPage() {
           The admin token <code>npm start</code> printed at its first start, or any token of yours. It is
           traded for a session cookie and not stored in the browser.
         </p>
-        {error && (
-          <p className="error-note" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
         <button type="submit" className="btn btn-primary btn-block" disabled={busy || !token.trim()}>
           {busy ? 'Signing in…' : 'Sign in'}
         </button>
