@@ -22,7 +22,7 @@ import { createSecretStore, openKeyring, type SecretStore } from '../secrets/ind
 import { createOrbRegistry } from '../orbs/index.js';
 import { compileRoutes, type CompileRoutesDeps } from './compile-routes.js';
 import { createOutputSigner } from './signing.js';
-import { sessionRoutes } from './routes-session.js';
+import { sessionAnswer, sessionRoutes } from './routes-session.js';
 import { webRoutes } from './web-routes.js';
 
 export { validateParameters } from './routes-v2.js';
@@ -145,7 +145,7 @@ export async function buildApp(res: Resources, deps: ApiDeps): Promise<FastifyIn
   );
   // the web app: its sign-in (a token for an HttpOnly cookie) and its files at `/`
   await app.register(sessionRoutes({ res, accounts: deps.accounts }));
-  await app.register(webRoutes());
+  await app.register(webRoutes({ session: (req) => sessionAnswer(deps.accounts, req) }));
   await app.register(async (api) => {
     api.addHook('onRequest', authenticate);
     registerV2Routes(api, routeDeps);

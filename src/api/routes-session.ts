@@ -46,17 +46,23 @@ function clearCookie(req: FastifyRequest, reply: FastifyReply, res: Resources): 
   void reply.header('set-cookie', `${SESSION_COOKIE}=; ${cookieAttributes(req, res, 0)}`);
 }
 
+/** `GET /api/v2/torus/session`'s answer: who the request's session cookie is, if anyone */
+export async function sessionAnswer(
+  accounts: SessionRouteDeps['accounts'],
+  req: FastifyRequest,
+): Promise<{ user: ReturnType<typeof userJson> | null }> {
+  const session = sessionCookie(req);
+  const user = session ? await accounts.authenticate(session.token) : null;
+  return { user: user ? userJson(user) : null };
+}
+
 export function sessionRoutes(deps: SessionRouteDeps): FastifyPluginAsync {
   const { res, accounts } = deps;
   const S = '/api/v2/torus/session';
 
   return async (app: FastifyInstance) => {
     // who the session is: the app asks at start, and a signed-out browser is no error here
-    app.get(S, async (req) => {
-      const session = sessionCookie(req);
-      const user = session ? await accounts.authenticate(session.token) : null;
-      return { user: user ? userJson(user) : null };
-    });
+    app.get(S, async (req) => sessionAnswer(accounts, req));
 
     app.post(S, async (req, reply) => {
       requireWebApp(req);

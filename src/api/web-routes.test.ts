@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { WEB_CSP, webRoutes } from './web-routes.js';
+import { SESSION_DATA_ID, WEB_CSP, webRoutes } from './web-routes.js';
 
 const INDEX =
   '<!doctype html><title>Torus</title><script type="module" src="/assets/index-abc123.js"></script>';
@@ -23,13 +23,13 @@ function makeBuild(): string {
   return dir;
 }
 
-async function appWith(dir: string) {
+async function appWith(dir: string, session?: Parameters<typeof webRoutes>[0]['session']) {
   const app = Fastify();
   app.setNotFoundHandler((req, reply) =>
     reply.status(404).send({ message: `Not found: ${req.method} ${req.url}` }),
   );
   app.get('/api/v2/me', async () => ({ login: 'x' }));
-  await app.register(webRoutes({ dir }));
+  await app.register(webRoutes({ dir, ...(session ? { session } : {}) }));
   return app;
 }
 
@@ -55,6 +55,29 @@ describe('web routes', () => {
       headers: { 'if-none-match': (await app.inject({ url: '/' })).headers.etag as string },
     });
     expect(again.statusCode).toBe(304);
+  });
+
+  it('puts who is signed in into index.html as a JSON data block, never cached', async () => {
+    const user = { login: 'eve', name: 'Eve </script><script>alert(1)</script>' };
+    app = await appWith(makeBuild(), async (req) => ({
+      user: req.headers.cookie === 'torus_session=yes' ? user : null,
+    }));
+    for (const url of ['/', '/index.html', '/pipelines/circleci/acme/shop']) {
+      const r = await app.inject({ url, headers: { cookie: 'torus_session=yes' } });
+      expect(r.statusCode).toBe(200);
+      expect(r.headers['cache-control']).toBe('no-store');
+      expect(r.headers['content-security-policy']).toBe(WEB_CSP);
+      const m = new RegExp(`<script type="application/json" id="${SESSION_DATA_ID}">(.*?)</script>`).exec(
+        r.body,
+      );
+      expect(m, r.body).not.toBeNull();
+      // the name cannot close the element: `<` is escaped, and the JSON reads back whole
+      expect(m![1]).not.toContain('<');
+      expect(JSON.parse(m![1]!)).toEqual({ user });
+      expect(r.body.replace(m![0], '')).toBe(INDEX);
+    }
+    const anonymous = await app.inject({ url: '/' });
+    expect(anonymous.body).toContain(`id="${SESSION_DATA_ID}">{"user":null}</script>`);
   });
 
   it('serves hashed assets for a year, compressed when the browser takes it', async () => {

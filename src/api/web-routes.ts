@@ -119,6 +119,24 @@ function sendFile(req: FastifyRequest, reply: FastifyReply, file: WebFile): Fast
 export interface WebRoutesOptions {
   /** the built app (default: dist/web of this checkout) */
   dir?: string;
+  /**
+   * `GET /api/v2/torus/session`'s answer for a request: given, index.html carries it (a JSON data
+   * block the app reads at start), which saves the app that round trip before its first page
+   */
+  session?: (req: FastifyRequest) => Promise<unknown>;
+}
+
+/** the id of index.html's session data block (src/web/app/session.ts reads it) */
+export const SESSION_DATA_ID = 'torus-session';
+
+/** index.html with `data` in a JSON data block: not a script the CSP would have to allow */
+function withSessionData(index: Buffer, data: unknown): Buffer {
+  // `<` escaped: the JSON cannot end the element early, whatever a user's name holds
+  const json = JSON.stringify(data).replace(/</g, '\\u003c');
+  const block = `<script type="application/json" id="${SESSION_DATA_ID}">${json}</script>`;
+  const html = index.toString('utf8');
+  const at = html.indexOf('</head>');
+  return Buffer.from(at < 0 ? block + html : html.slice(0, at) + block + html.slice(at));
 }
 
 export function webRoutes(opts: WebRoutesOptions = {}): FastifyPluginAsync {
@@ -153,7 +171,7 @@ export function webRoutes(opts: WebRoutesOptions = {}): FastifyPluginAsync {
           .header('cache-control', 'no-store')
           .send(NOT_BUILT);
       }
-      const file = current.files.get(path);
+      const file = path === '/index.html' && opts.session ? undefined : current.files.get(path);
       if (file) return sendFile(req, reply, file);
       // an asset of another build (the page is older than the server's app): not the app's HTML
       if (path.startsWith('/assets/')) {
@@ -162,7 +180,13 @@ export function webRoutes(opts: WebRoutesOptions = {}): FastifyPluginAsync {
           .header('content-type', 'text/plain; charset=utf-8')
           .send('Not found: reload the page for the current version of the app.');
       }
-      return sendFile(req, reply, current.files.get('/index.html')!);
+      const index = current.files.get('/index.html')!;
+      if (!opts.session) return sendFile(req, reply, index);
+      // one reader's own page: neither compressed ahead nor validated by the build's etag
+      return securityHeaders(reply)
+        .header('content-type', index.type)
+        .header('cache-control', 'no-store')
+        .send(withSessionData(index.body, await opts.session(req)));
     });
   };
 }

@@ -9,8 +9,33 @@ async function fetchMe(): Promise<User | null> {
   return (await api<{ user: User | null }>('/api/v2/torus/session')).user;
 }
 
+/**
+ * Who the server said is signed in, in the page it served (src/api/web-routes.ts): read once, at
+ * start; undefined when the page holds no answer (the app then asks).
+ */
+function sessionInPage(): User | null | undefined {
+  const el = document.getElementById('torus-session');
+  if (!el?.textContent) return undefined;
+  try {
+    const { user } = JSON.parse(el.textContent) as { user?: User | null };
+    return user === undefined ? undefined : user;
+  } catch {
+    return undefined;
+  } finally {
+    el.remove();
+  }
+}
+
+const initialMe = sessionInPage();
+
 export function useMe() {
-  return useQuery({ queryKey: ME_KEY, queryFn: fetchMe, staleTime: Infinity, retry: 1 });
+  return useQuery({
+    queryKey: ME_KEY,
+    queryFn: fetchMe,
+    staleTime: Infinity,
+    retry: 1,
+    ...(initialMe !== undefined ? { initialData: initialMe } : {}),
+  });
 }
 
 /** forgets everything read under the previous session and shows who is signed in now */
