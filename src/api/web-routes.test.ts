@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it } from 'vitest';
-import { SESSION_DATA_ID, WEB_CSP, webRoutes } from './web-routes.js';
+import { SESSION_DATA_ID, WEB_CSP, webRoutes, type WebRoutesOptions } from './web-routes.js';
 
 const INDEX =
   '<!doctype html><title>Torus</title><script type="module" src="/assets/index-abc123.js"></script>';
@@ -23,7 +23,7 @@ function makeBuild(): string {
   return dir;
 }
 
-async function appWith(dir: string, session?: Parameters<typeof webRoutes>[0]['session']) {
+async function appWith(dir: string, session?: WebRoutesOptions['session']) {
   const app = Fastify();
   app.setNotFoundHandler((req, reply) =>
     reply.status(404).send({ message: `Not found: ${req.method} ${req.url}` }),
