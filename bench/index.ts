@@ -4,6 +4,7 @@ import { benchTriggerToFirstOutput } from './pipeline-latency.js';
 import { benchThroughput } from './throughput.js';
 import { benchDockerStart, printDockerStart } from './docker-start.js';
 import { benchLogThroughput, printLogThroughput } from './log-throughput.js';
+import { benchCache, printCache } from './cache.js';
 import { benchOrbs, printOrbs } from './orbs.js';
 import { benchWebOutput, printWebOutput } from './web-output.js';
 import { fmt } from './lib.js';
@@ -25,6 +26,7 @@ console.log(
 printConfigBench(await benchConfig());
 printDockerStart(await benchDockerStart());
 printLogThroughput(await benchLogThroughput());
+printCache(await benchCache());
 printOrbs(await benchOrbs());
 printWebOutput(await benchWebOutput());
 process.exit(0);

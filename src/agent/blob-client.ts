@@ -1,8 +1,11 @@
 // The agent's HTTP client for the server's blob routes (src/api/agent-blobs.ts): artifacts, test
-// results and timings, caches and workspace layers of one task. Bodies stream both ways (fetch with
-// `duplex: 'half'`); nothing is buffered whole. Every request carries the task's lease; a 409 that
-// is not "cache key exists" means the lease is lost: `onLeaseLost` is called and the call throws.
-// Requests without a streamed body are retried on network errors and 5xx (a server restart).
+// results and timings, caches and workspace layers of one task. Bodies stream both ways (uploads
+// through node:http, downloads through fetch); nothing is buffered whole. Every request carries the
+// task's lease; a 409 that is not "cache key exists" means the lease is lost: `onLeaseLost` is
+// called and the call throws. Requests without a streamed body are retried on network errors and
+// 5xx (a server restart).
+import { request as httpRequest } from 'node:http';
+import { request as httpsRequest } from 'node:https';
 import { Readable } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
@@ -52,6 +55,45 @@ function bodyStream(res: Response): Readable {
   return Readable.fromWeb(res.body as unknown as WebReadableStream<Uint8Array>);
 }
 
+/**
+ * Sends a streamed body with node:http rather than fetch: fetch passes every chunk through a web
+ * stream and copies it, which costs the agent about twice the CPU on a cache upload (bench/cache.ts).
+ * The reply is read whole (the blob routes answer small JSON) and handed back as a Response.
+ */
+function streamUpload(
+  url: string,
+  method: string,
+  headers: Record<string, string>,
+  body: Readable,
+  signal?: AbortSignal,
+): Promise<Response> {
+  return new Promise((resolve, reject) => {
+    const send = url.startsWith('https:') ? httpsRequest : httpRequest;
+    const req = send(url, { method, headers, signal }, (res) => {
+      const parts: Buffer[] = [];
+      res.on('data', (b: Buffer) => parts.push(b));
+      res.on('error', reject);
+      res.on('end', () => {
+        const responseHeaders = new Headers();
+        for (const [k, v] of Object.entries(res.headers)) {
+          if (typeof v === 'string') responseHeaders.set(k, v);
+        }
+        const status = res.statusCode ?? 500;
+        const empty = status === 204 || status === 304;
+        resolve(new Response(empty ? null : Buffer.concat(parts), { status, headers: responseHeaders }));
+        // answered before the whole body was sent (a refusal): the producer is not waited for
+        if (!body.readableEnded) body.destroy();
+      });
+    });
+    req.on('error', (err) => {
+      body.unpipe(req);
+      reject(err);
+    });
+    body.on('error', (err: Error) => req.destroy(err));
+    body.pipe(req);
+  });
+}
+
 export class HttpBlobClient implements BlobClient {
   private readonly base: string;
 
@@ -92,15 +134,16 @@ export class HttpBlobClient implements BlobClient {
     for (let attempt = 1; ; attempt++) {
       const retryable = !streaming && attempt < RETRY_ATTEMPTS && !this.opts.signal?.aborted;
       try {
-        res = await fetch(`${this.base}${suffix}`, {
-          method,
-          headers,
-          body: body as RequestInit['body'],
-          ...(streaming ? { duplex: 'half' } : {}),
-          signal: this.signal(streaming || method === 'GET' ? undefined : JSON_TIMEOUT_MS),
-        } as RequestInit);
+        res = streaming
+          ? await streamUpload(`${this.base}${suffix}`, method, headers, init.body!, this.signal())
+          : await fetch(`${this.base}${suffix}`, {
+              method,
+              headers,
+              body: body as RequestInit['body'],
+              signal: this.signal(method === 'GET' ? undefined : JSON_TIMEOUT_MS),
+            } as RequestInit);
       } catch (err) {
-        // fetch hides the cause of a failed upload (a tar that could not be read) behind "fetch failed"
+        // the request's error hides the cause of a failed upload (a tar that could not be read) behind "fetch failed"
         const upload = init.body && (init.body as Readable & { errored?: Error | null }).errored;
         if (upload) throw upload;
         if (retryable) {

@@ -1,14 +1,15 @@
 // Streaming archive plumbing shared by the cache and workspace steps: compression on the agent host
 // (the `zstd` binary where present, else gzip through node:zlib), concatenating tar streams under new
-// names, unpacking a tar into one or more directories of the environment, and listing which paths
-// (or glob matches) exist inside the environment. Archives are never held in memory whole.
+// names, unpacking a tar into one or more directories of the environment (both renaming headers in
+// place, tar-rename.ts), and listing which paths (or glob matches) exist inside the environment.
+// Archives are never held in memory whole.
 import { spawn, spawnSync } from 'node:child_process';
 import { createGunzip, createGzip } from 'node:zlib';
-import { PassThrough, type Readable, Transform, type Writable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { PassThrough, Readable, Transform, type Writable } from 'node:stream';
 import tar from 'tar-stream';
 import type { Environment } from '../executor.js';
 import type { BlobEncoding } from './context.js';
+import { Batcher, END_OF_ARCHIVE, renamedEntry, TarReader } from './tar-rename.js';
 
 let zstdPresent: boolean | undefined;
 
@@ -53,9 +54,16 @@ function throughProcess(input: NodeJS.ReadableStream, argv: string[]): Readable 
   return out;
 }
 
+/**
+ * zstd's level for new archives, run on every core (-T0). Level 1 rather than zstd's default 3: on
+ * bench/cache.ts's tree it takes well under half the CPU for an archive about 10% larger, and the
+ * compressor shares the agent's cores with tar and the agent itself.
+ */
+export const ZSTD_LEVEL = 1;
+
 /** compresses an uncompressed tar stream with `encoding` */
 export function compress(input: NodeJS.ReadableStream, encoding: BlobEncoding): Readable {
-  if (encoding === 'zstd') return throughProcess(input, ['zstd', '-q', '-c', '-T0', '-3']);
+  if (encoding === 'zstd') return throughProcess(input, ['zstd', '-q', '-c', '-T0', `-${ZSTD_LEVEL}`]);
   const out = encoding === 'gzip' ? createGzip({ level: 6 }) : new PassThrough();
   input.on('error', (err: Error) => out.destroy(err));
   return input.pipe(out);
@@ -81,12 +89,30 @@ export function decompress(input: Readable, encoding: BlobEncoding): Readable {
   return input.pipe(out);
 }
 
-/** counts the bytes passing through */
+/** how large the chunks of an upload are: an HTTP body costs per chunk, and zstd writes 64 KiB ones */
+const UPLOAD_CHUNK_BYTES = 1024 * 1024;
+
+/** counts the bytes passing through, and passes them on in chunks of about UPLOAD_CHUNK_BYTES */
 export function byteCounter(): Transform & { bytes: number } {
+  let parts: Buffer[] = [];
+  let gathered = 0;
+  const take = () => {
+    const chunk = Buffer.concat(parts, gathered);
+    parts = [];
+    gathered = 0;
+    return chunk;
+  };
   const t = new Transform({
     transform(chunk: Buffer, _enc, cb) {
       t.bytes += chunk.length;
-      cb(null, chunk);
+      parts.push(chunk);
+      gathered += chunk.length;
+      if (gathered >= UPLOAD_CHUNK_BYTES) cb(null, take());
+      else cb();
+    },
+    flush(cb) {
+      if (gathered > 0) cb(null, take());
+      else cb();
     },
   }) as Transform & { bytes: number };
   t.bytes = 0;
@@ -94,35 +120,33 @@ export function byteCounter(): Transform & { bytes: number } {
 }
 
 /**
- * One tar stream made of the entries of several, each renamed (and dropped when rename gives
- * null). Sources are read one after the other; the first error (a path that cannot be read) errors
- * the output.
+ * One tar stream made of the entries of several, each renamed (a hard link's target too). Sources
+ * are read one after the other; the first error (a path that cannot be read) errors the output.
  */
 export function concatTars(
   sources: Array<{ open: () => Promise<NodeJS.ReadableStream>; rename: (name: string) => string }>,
 ): Readable {
-  const pack = tar.pack();
-  const run = async () => {
+  async function* concat(): AsyncGenerator<Buffer> {
+    const batch = new Batcher();
     for (const source of sources) {
-      const input = await source.open();
-      await new Promise<void>((resolve, reject) => {
-        const extract = tar.extract();
-        extract.on('entry', (header, stream, next) => {
-          header.name = source.rename(header.name);
-          if (header.type === 'link' && header.linkname) header.linkname = source.rename(header.linkname);
-          stream.on('error', reject);
-          stream.pipe(pack.entry(header, (e) => (e ? reject(e) : next())));
-        });
-        extract.on('finish', resolve);
-        extract.on('error', reject);
-        input.on('error', reject);
-        input.pipe(extract);
+      const reader = new TarReader({
+        entry: (e) => {
+          const linkname = e.type === 'link' && e.linkname ? source.rename(e.linkname) : e.linkname;
+          for (const block of renamedEntry(e, source.rename(e.name), linkname)) batch.add(block);
+        },
+        data: (part) => batch.add(part),
       });
+      for await (const chunk of (await source.open()) as AsyncIterable<Buffer>) {
+        reader.push(chunk);
+        yield* batch.take();
+      }
+      reader.end();
     }
-    pack.finalize();
-  };
-  run().catch((err: Error) => pack.destroy(err));
-  return pack as unknown as Readable;
+    batch.add(END_OF_ARCHIVE);
+    batch.flush();
+    yield* batch.take();
+  }
+  return Readable.from(concat(), { objectMode: false });
 }
 
 export interface UnpackEntry {
@@ -133,8 +157,9 @@ export interface UnpackEntry {
 
 /**
  * Unpacks a tar stream inside the environment: `route` gives each entry's directory and name there
- * (null skips it). One writeTar per directory, started at its first entry. Rejects on a corrupt
- * archive or a failed writeTar; resolves with the number of entries written.
+ * (null skips it; a hard link's target is routed too). One writeTar per directory, started at its
+ * first entry. Rejects on a corrupt archive or a failed writeTar; resolves with the number of
+ * entries written.
  */
 export async function unpackTar(
   environment: Environment,
@@ -143,50 +168,104 @@ export async function unpackTar(
   onEntry?: (entry: UnpackEntry) => void,
   signal?: AbortSignal,
 ): Promise<number> {
-  const targets = new Map<string, { pack: tar.Pack; done: Promise<void> }>();
-  const extract = tar.extract();
+  interface Target {
+    /** what writeTar reads; the batches are pushed into it */
+    stream: Readable;
+    done: Promise<void>;
+    batch: Batcher;
+    /** called when writeTar wants more (the stream was full) */
+    wake: (() => void) | null;
+  }
+  const targets = new Map<string, Target>();
   let count = 0;
-  let fail: (err: Error) => void = () => undefined;
-  const failed = new Promise<never>((_, reject) => {
-    fail = reject;
-  });
-  failed.catch(() => undefined);
+  // The first failure (a writeTar, the abort signal) ends the input, and with it the loop below;
+  // a wait for a target to want more is rejected by it too.
+  let failure: Error | null = null;
+  let interrupt: ((err: Error) => void) | null = null;
+  const fail = (err: Error) => {
+    if (failure) return;
+    failure = err;
+    interrupt?.(err);
+    input.destroy(err);
+  };
+  const interrupted = <T>(wait: Promise<T>) =>
+    new Promise<T>((resolve, reject) => {
+      if (failure) return reject(failure);
+      interrupt = reject;
+      wait.then(resolve, reject).finally(() => (interrupt = null));
+    });
   const target = (dir: string) => {
     let t = targets.get(dir);
     if (!t) {
-      const pack = tar.pack();
-      const done = environment.writeTar(dir, pack as unknown as NodeJS.ReadableStream);
-      done.catch((err: Error) => fail(err));
-      targets.set(dir, (t = { pack, done }));
+      const created: Target = {
+        stream: new Readable({
+          highWaterMark: 256 * 1024,
+          read: () => {
+            const wake = created.wake;
+            created.wake = null;
+            wake?.();
+          },
+        }),
+        done: Promise.resolve(),
+        batch: new Batcher(),
+        wake: null,
+      };
+      // destroyed with unpackTar's failure so that writeTar stops; unpackTar reports that failure
+      created.stream.on('error', () => undefined);
+      created.done = environment.writeTar(dir, created.stream);
+      created.done.catch((err: Error) => fail(err));
+      targets.set(dir, (t = created));
     }
     return t;
   };
-  extract.on('entry', (header, stream, next) => {
-    const to = route(header.name);
-    onEntry?.({ name: header.name, type: header.type ?? 'file' });
-    if (!to) {
-      stream.resume();
-      stream.on('end', () => next());
-      return;
+  /** pushes what is due to every target; waits for those that are full */
+  const write = async () => {
+    for (const t of targets.values()) {
+      let full = false;
+      for (const b of t.batch.take()) full = !t.stream.push(b) || full;
+      if (full) await interrupted(new Promise<void>((resolve) => (t.wake = resolve)));
     }
-    count++;
-    const { pack } = target(to.dir);
-    header.name = to.name;
-    stream.on('error', (e: Error) => fail(e));
-    stream.pipe(pack.entry(header, (e) => (e ? fail(e) : next())));
+  };
+  /** where the current entry's contents go (null: skipped) */
+  let current: Target | null = null;
+  const reader = new TarReader({
+    entry: (e) => {
+      onEntry?.({ name: e.name, type: e.type });
+      const to = route(e.name);
+      current = to ? target(to.dir) : null;
+      if (!to || !current) return;
+      count++;
+      let linkname = e.linkname;
+      if (e.type === 'link' && linkname) {
+        const link = route(linkname);
+        if (link && link.dir === to.dir) linkname = link.name;
+      }
+      for (const block of renamedEntry(e, to.name, linkname)) current.batch.add(block);
+    },
+    data: (part) => current?.batch.add(part),
   });
   const onAbort = () => fail(new Error('canceled'));
   signal?.addEventListener('abort', onAbort);
   try {
-    await Promise.race([pipeline(input, extract), failed]);
-    for (const t of targets.values()) t.pack.finalize();
-    await Promise.race([Promise.all([...targets.values()].map((t) => t.done)), failed]);
+    for await (const chunk of input as AsyncIterable<Buffer>) {
+      reader.push(chunk);
+      await write();
+    }
+    reader.end();
+    for (const t of targets.values()) {
+      t.batch.add(END_OF_ARCHIVE);
+      t.batch.flush();
+    }
+    await write();
+    for (const t of targets.values()) t.stream.push(null);
+    await interrupted(Promise.all([...targets.values()].map((t) => t.done)));
+    if (failure) throw failure;
     return count;
   } catch (err) {
+    const error = failure ?? (err as Error);
     input.destroy();
-    extract.destroy();
-    for (const t of targets.values()) t.pack.destroy();
-    throw err;
+    for (const t of targets.values()) t.stream.destroy(error);
+    throw error;
   } finally {
     signal?.removeEventListener('abort', onAbort);
   }

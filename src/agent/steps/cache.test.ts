@@ -112,6 +112,35 @@ describe.each(kinds)('caches on the $name executor', (kind) => {
     30_000,
   );
 
+  it.skipIf(!kind.available)(
+    'keeps long names, symbolic links and hard links',
+    async () => {
+      const key = `links-${kind.name}-${Date.now()}`;
+      const long = `${'a'.repeat(80)}/${'b'.repeat(80)}/${'c'.repeat(80)}`;
+      const wf = await server.workflow();
+      const a = await server.job(wf, 'links-save');
+      const saved = await runJob(server, kind, a, 'links-save', [
+        runStep(
+          `mkdir -p ~/deps/${long} && echo deep > ~/deps/${long}/f.txt && ln -s ${long}/f.txt ~/deps/sym && ` +
+            `ln ~/deps/${long}/f.txt ~/deps/hard`,
+        ),
+        builtIn('save_cache', { key, paths: ['~/deps'] }),
+      ]);
+      expect(saved.result.status).toBe('success');
+      const b = await server.job(wf, 'links-restore');
+      const restored = await runJob(server, kind, b, 'links-restore', [
+        builtIn('restore_cache', { key }),
+        runStep(
+          `cd ~/deps && cat ${long}/f.txt sym hard && [ -L sym ] && [ hard -ef ${long}/f.txt ] && echo linked`,
+        ),
+      ]);
+      expect(restored.sink.step(step(0)).out).toContain('Restored');
+      expect(restored.sink.step(step(1)).out).toBe('deep\ndeep\ndeep\nlinked\n');
+      expect(restored.result.status).toBe('success');
+    },
+    30_000,
+  );
+
   // on the host a task's /tmp is its own; in containers an absolute path outside home is the same in every job
   it.skipIf(!kind.available || kind.name !== 'docker')(
     'restores paths outside the home at their absolute location',
