@@ -282,15 +282,38 @@ describe('runAgent', () => {
   });
 
   it('reports a step that ends within the flush window in one request', async () => {
-    const spec = taskSpec([runStep('echo quick', { name: 'Quick' })]);
-    server.queue.push(spec);
-    await waitFor(() => server.tasks.get(spec.taskId)?.complete, 15_000);
-    const task = server.task(spec.taskId);
-    expect(task.complete).toMatchObject({ status: 'success' });
-    expect(task.reported.has(2)).toBe(true);
-    expect(task.starts.get(2)).toMatchObject({ name: 'Quick', type: 'run' });
-    expect(task.ends.get(2)).toMatchObject({ status: 'success', exitCode: 0 });
-    expect(server.text(spec.taskId, 2)).toBe('quick\n');
+    // an agent of its own with a 1 s window: on a loaded machine starting bash alone can take
+    // longer than the default 100 ms, and the property is about the window, not its length
+    const own = new FakeServer();
+    await own.start();
+    const stop = new AbortController();
+    const done = runAgent({
+      serverUrl: own.url,
+      token: TOKEN,
+      resourceClasses: ['machine:medium'],
+      agentId: 'agent-with-a-wide-window',
+      workRoot,
+      sandbox: 'auto',
+      signal: stop.signal,
+      logger: createLogger('silent'),
+      claimWaitMs: 200,
+      outputFlushMs: 1_000,
+    });
+    try {
+      const spec = taskSpec([runStep('echo quick', { name: 'Quick' })]);
+      own.queue.push(spec);
+      await waitFor(() => own.tasks.get(spec.taskId)?.complete, 15_000);
+      const task = own.task(spec.taskId);
+      expect(task.complete).toMatchObject({ status: 'success' });
+      expect(task.reported.has(2)).toBe(true);
+      expect(task.starts.get(2)).toMatchObject({ name: 'Quick', type: 'run' });
+      expect(task.ends.get(2)).toMatchObject({ status: 'success', exitCode: 0 });
+      expect(own.text(spec.taskId, 2)).toBe('quick\n');
+    } finally {
+      stop.abort();
+      await done;
+      await own.stop();
+    }
   });
 
   it('stops a task when a heartbeat says the job was canceled', async () => {

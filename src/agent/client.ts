@@ -58,6 +58,8 @@ export interface AgentOptions {
   signal: AbortSignal;
   logger: Logger;
   claimWaitMs?: number;
+  /** how long output (and a step's start) may wait to be sent together (default OUTPUT_FLUSH_MS) */
+  outputFlushMs?: number;
   /** local agents: stop claiming when this fires (parent died), finish the current task, then return */
   drain?: AbortSignal;
   /** run `docker:` jobs through this engine (absent: they end as infrastructure_fail) */
@@ -130,6 +132,10 @@ class TaskConnection implements TaskSink {
 
   private get log() {
     return this.opts.logger;
+  }
+
+  private get flushMs(): number {
+    return this.opts.outputFlushMs ?? OUTPUT_FLUSH_MS;
   }
 
   private url(suffix: string): string {
@@ -246,7 +252,7 @@ class TaskConnection implements TaskSink {
   ): Promise<void> {
     if (this.lost) return Promise.resolve();
     this.unsentStarts.set(index, info);
-    this.flushTimer ??= setTimeout(() => void this.flush(false), OUTPUT_FLUSH_MS);
+    this.flushTimer ??= setTimeout(() => void this.flush(false), this.flushMs);
     return Promise.resolve();
   }
 
@@ -261,7 +267,7 @@ class TaskConnection implements TaskSink {
     // characters, not bytes: a budget, and cheaper to count
     this.bufferedBytes += data.length;
     if (this.bufferedBytes >= OUTPUT_FLUSH_BYTES) void this.flush();
-    else this.flushTimer ??= setTimeout(() => void this.flush(false), OUTPUT_FLUSH_MS);
+    else this.flushTimer ??= setTimeout(() => void this.flush(false), this.flushMs);
   }
 
   backpressure(): Promise<void> | undefined {
@@ -339,12 +345,12 @@ class TaskConnection implements TaskSink {
       this.flushForced = false;
       const now = Date.now();
       const starts = [...this.unsentStarts]
-        .filter(([, info]) => sendAll || now - info.startedAt.getTime() >= OUTPUT_FLUSH_MS)
+        .filter(([, info]) => sendAll || now - info.startedAt.getTime() >= this.flushMs)
         .sort(([a], [b]) => a - b);
       for (const [index] of starts) this.unsentStarts.delete(index);
       const held = [...this.unsentStarts.values()].map((info) => info.startedAt.getTime());
       if (held.length > 0) {
-        const wait = Math.max(1, OUTPUT_FLUSH_MS - (now - Math.min(...held)));
+        const wait = Math.max(1, this.flushMs - (now - Math.min(...held)));
         this.flushTimer ??= setTimeout(() => void this.flush(false), wait);
       }
       for (const [index, info] of starts) {
