@@ -64,6 +64,8 @@ export interface AgentOptions {
   drain?: AbortSignal;
   /** run `docker:` jobs through this engine (absent: they end as infrastructure_fail) */
   docker?: DockerExecutorOptions;
+  /** the agent runs on the server's machine (`--local`): blobs may be read and written as files (BlobClientOptions.direct) */
+  sameHost?: boolean;
 }
 
 class LeaseLost extends Error {
@@ -522,6 +524,7 @@ async function runClaimedTask(opts: AgentOptions, claim: ClaimResponse, workRoot
           leaseId: claim.leaseId,
           signal: conn.abort.signal,
           onLeaseLost: () => conn.markLost(),
+          direct: opts.sameHost === true,
         }),
       });
     } catch (err) {

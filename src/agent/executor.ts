@@ -2,6 +2,7 @@
 // host, or a set of containers) and runs processes, files and tar streams inside it. Implementations
 // live in ./executors/ (host, docker).
 import type { TaskSpec } from '../scheduler/protocol.js';
+import type { Writable } from 'node:stream';
 
 export interface ExecRequest {
   /** run inside the environment (e.g. ['/bin/sh', '/tmp/.torus/steps/3.sh']) */
@@ -55,8 +56,34 @@ export interface Environment {
   readTar(baseDir: string, paths: string[]): Promise<NodeJS.ReadableStream>;
   /** unpacks an uncompressed tar stream at dir inside the environment (dir created) */
   writeTar(dir: string, tar: NodeJS.ReadableStream): Promise<void>;
+  /**
+   * Optional: archives in the cache layout written and read by the environment's own tar joined to
+   * another process (the compressor) by an OS pipe, so the bytes never pass through the agent.
+   * Present only where that tar can do it (the host executor with GNU tar).
+   */
+  readonly homeArchive?: HomeArchive;
   /** removes everything the task created (containers, volumes, networks, task dir), whatever happened */
   dispose(): Promise<void>;
+}
+
+/**
+ * The cache archive layout: a path under the home directory is named `~/<path relative to home>`,
+ * any other path by its absolute name (`/opt/x`); extracting puts `~/…` entries under the home of
+ * the environment and absolute ones at their path.
+ */
+export interface HomeArchive {
+  /**
+   * `tar -c` of `paths` (absolute, as the job sees them) with the archive written to `into`, the
+   * stdin pipe of a process the caller spawned; `into` is closed here once tar holds it. Resolves
+   * when tar has exited, rejects with its message when it failed (a path it could not read).
+   */
+  create(paths: string[], into: Writable, signal?: AbortSignal): Promise<void>;
+  /**
+   * Starts `tar -x`: `input` is its stdin pipe, for the caller to hand to the process that writes
+   * the archive (and then close); `done` resolves once tar has finished, or rejects with tar's
+   * message (a corrupt or truncated archive).
+   */
+  extract(signal?: AbortSignal): Promise<{ input: Writable; done: Promise<void> }>;
 }
 
 export interface Executor {

@@ -6,9 +6,14 @@
 //   PUT  /tasks/:taskId/artifacts?path=P          raw bytes → 201 {path, size}   ('..' in P → 400)
 //   PUT  /tasks/:taskId/test-results              {tests: TestCase[]} → 201 {count}
 //   GET  /tasks/:taskId/test-timings              → 200 {source, tests}
-//   POST /tasks/:taskId/caches/lookup             {keys} → 200 {key, size, encoding} | 404
+//   POST /tasks/:taskId/caches/lookup             {keys, file?} → 200 {key, size, encoding, file?} | 404
 //   GET  /tasks/:taskId/caches/blob?key=K         → 200 bytes (X-Torus-Encoding) | 404
-//   PUT  /tasks/:taskId/caches/blob?key=K         bytes (X-Torus-Encoding) → 201 {key, size} | 409 exists
+//   POST /tasks/:taskId/caches/stage              → 200 {file} | 404 (objects are not files here)
+//   PUT  /tasks/:taskId/caches/blob?key=K         bytes, or no body and X-Torus-File: <staged file>
+//                                                 (X-Torus-Encoding) → 201 {key, size} | 409 exists
+//
+// `file` (lookup) and `stage` serve the server's own agents on its machine with a filesystem store:
+// they read and write cache archives as files, with no copy through the server (bench/cache.ts).
 //   PUT  /tasks/:taskId/workspace                 bytes (X-Torus-Encoding) → 201 {layerId, size}
 //   GET  /tasks/:taskId/workspace/layers          → 200 {layers: [{id, jobName, size, encoding}]}
 //   GET  /tasks/:taskId/workspace/layers/:id      → 200 bytes (X-Torus-Encoding) | 404
@@ -30,6 +35,8 @@ import { useAgentAuth } from './agent-routes.js';
 /** the header naming the compression of a cache archive or workspace layer */
 export const ENCODING_HEADER = 'x-torus-encoding';
 export const LEASE_HEADER = 'x-torus-lease';
+/** the header naming a staged file (POST caches/stage) a cache PUT stores instead of a body */
+export const FILE_HEADER = 'x-torus-file';
 
 /** JSON bodies (test results of a big suite) are read whole: this is their cap */
 const JSON_BODY_LIMIT = 64 * 1024 * 1024;
@@ -83,6 +90,7 @@ const lookupBody = {
       maxItems: MAX_LOOKUP_KEYS,
       items: { type: 'string', maxLength: MAX_CACHE_KEY },
     },
+    file: { type: 'boolean' },
   },
 } as const;
 
@@ -195,11 +203,13 @@ export function agentBlobRoutes(deps: AgentBlobDeps): FastifyPluginAsync {
       async (req) => blobs.testTimings(await leased(req)),
     );
 
-    app.post<{ Params: TaskParams; Body: { keys: string[] } }>(
+    app.post<{ Params: TaskParams; Body: { keys: string[]; file?: boolean } }>(
       '/tasks/:taskId/caches/lookup',
       { schema: { params: taskParams, body: lookupBody }, preValidation: jsonBody },
       async (req, reply) => {
-        const found = await blobs.lookupCache(await leased(req), req.body.keys);
+        const found = await blobs.lookupCache(await leased(req), req.body.keys, {
+          file: req.body.file === true,
+        });
         if (!found) return reply.code(404).send({ message: 'no cache matches any of the keys' });
         return found;
       },
@@ -216,13 +226,30 @@ export function agentBlobRoutes(deps: AgentBlobDeps): FastifyPluginAsync {
       },
     );
 
+    app.post<{ Params: TaskParams }>(
+      '/tasks/:taskId/caches/stage',
+      { schema: { params: taskParams } },
+      async (req, reply) => {
+        const file = await blobs.stageCache(await leased(req));
+        if (!file)
+          return reply.code(404).send({ message: "this server's objects are not files on its machine" });
+        return { file };
+      },
+    );
+
     app.put<{ Params: TaskParams; Querystring: { key: string } }>(
       '/tasks/:taskId/caches/blob',
       { schema: { params: taskParams, querystring: keyQuery } },
       async (req, reply) => {
         const task = await leased(req);
         const encoding = encodingHeader(req);
-        const outcome = await blobs.putCache(task, req.query.key, encoding, req.raw);
+        const staged = req.headers[FILE_HEADER];
+        const outcome = await blobs.putCache(
+          task,
+          req.query.key,
+          encoding,
+          typeof staged === 'string' && staged !== '' ? { file: staged } : req.raw,
+        );
         if (outcome === 'exists') {
           return reply.code(409).send({ message: 'cache key exists; caches are immutable' });
         }

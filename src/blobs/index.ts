@@ -163,18 +163,26 @@ export interface Blobs {
   /** Results of the latest finished run of this job name: same branch first, then the default branch. */
   testTimings(task: BlobTask): Promise<{ source: 'branch' | 'default-branch' | 'none'; tests: TestCase[] }>;
 
-  /** For each key in order: the exact key, else the newest key it prefixes; null when none matches. */
-  lookupCache(
-    task: BlobTask,
-    keys: string[],
-  ): Promise<{ key: string; size: number; encoding: BlobEncoding } | null>;
+  /**
+   * For each key in order: the exact key, else the newest key it prefixes; null when none matches.
+   * `file`: the archive's file, for an agent on the store's machine (a filesystem store only).
+   */
+  lookupCache(task: BlobTask, keys: string[], opts?: { file?: boolean }): Promise<FoundCache | null>;
   getCache(task: BlobTask, key: string): Promise<StoredBlob | null>;
-  /** 'exists' when the key was already saved (caches are immutable; the body is then not stored) */
+  /**
+   * Where an agent on the store's machine writes a new cache archive itself (then putCache with
+   * `{file}`); null when the store's objects are not files here.
+   */
+  stageCache(task: LeasedTask): Promise<string | null>;
+  /**
+   * 'exists' when the key was already saved (caches are immutable; the body is then not stored,
+   * a staged file is removed)
+   */
   putCache(
     task: LeasedTask,
     key: string,
     encoding: BlobEncoding,
-    body: Readable,
+    body: Readable | { file: string },
   ): Promise<'created' | 'exists'>;
 
   putWorkspaceLayer(
@@ -197,6 +205,13 @@ export interface Blobs {
 }
 
 export type LeasedTask = BlobTask & { leaseId: string };
+
+export interface FoundCache {
+  key: string;
+  size: number;
+  encoding: BlobEncoding;
+  file?: string;
+}
 
 interface JobGraphRow {
   id: string;
@@ -411,18 +426,29 @@ export function createBlobs(res: Resources): Blobs {
       };
     },
 
-    async lookupCache(task, keys) {
+    async lookupCache(task, keys, opts) {
       for (const key of keys) {
         if (key === '') continue;
-        const r = await db.query<{ key: string; size: string; encoding: string }>(
-          `SELECT key, size, encoding FROM caches WHERE project_id = $1 AND left(key, length($2)) = $2
+        const r = await db.query<{ key: string; size: string; encoding: string; object_key: string }>(
+          `SELECT key, size, encoding, object_key FROM caches WHERE project_id = $1 AND left(key, length($2)) = $2
            ORDER BY (key = $2) DESC, created_at DESC, key DESC LIMIT 1`,
           [task.projectId, key],
         );
         const row = r.rows[0];
-        if (row) return { key: row.key, size: Number(row.size), encoding: encodingOf(row.encoding) };
+        if (row) {
+          return {
+            key: row.key,
+            size: Number(row.size),
+            encoding: encodingOf(row.encoding),
+            ...(opts?.file && store.local ? { file: store.local.file(row.object_key) } : {}),
+          };
+        }
       }
       return null;
+    },
+
+    async stageCache() {
+      return store.local ? store.local.stage() : null;
     },
 
     async getCache(task, key) {
@@ -438,10 +464,35 @@ export function createBlobs(res: Resources): Blobs {
       const exists = async (q: Queryable) =>
         (await q.query('SELECT 1 FROM caches WHERE project_id = $1 AND key = $2', [task.projectId, key])).rows
           .length > 0;
-      if (await exists(db)) return 'exists';
+      const staged = 'file' in body ? body.file : null;
+      if (staged && !store.local) {
+        throw new TorusError(
+          'TORUS_E_BAD_REQUEST',
+          'this server keeps no objects as files: send the archive',
+        );
+      }
+      if (await exists(db)) {
+        if (staged) {
+          await store.local!.discard(staged).catch((err: Error) => {
+            throw new TorusError('TORUS_E_BAD_REQUEST', `cannot remove the staged archive: ${err.message}`);
+          });
+        }
+        return 'exists';
+      }
       // A fresh object per upload: two jobs saving one key at once cannot overwrite each other.
       const objectKey = `caches/${task.projectId}/${ids.uuid()}`;
-      const { size } = await store.put(objectKey, body);
+      let size: number;
+      try {
+        ({ size } = staged
+          ? await store.local!.adopt(objectKey, staged)
+          : await store.put(objectKey, body as Readable));
+      } catch (err) {
+        if (!staged) throw err;
+        throw new TorusError(
+          'TORUS_E_BAD_REQUEST',
+          `cannot store the staged archive: ${(err as Error).message}`,
+        );
+      }
       const inserted = await commit(task, objectKey, async (tx) => {
         const r = await tx.query(
           `INSERT INTO caches (project_id, key, object_key, size, encoding, job_id, created_at)

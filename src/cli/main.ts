@@ -96,6 +96,9 @@ export async function main(argv: string[]): Promise<void> {
           name: opts.name,
           signal: stop.signal,
           drain: drain.signal,
+          // the server's own agent shares its machine: cache archives go to and from the object
+          // store's files, unless the operator says otherwise (TORUS_AGENT_CACHE_FILES=0)
+          sameHost: opts.local === true && !/^(0|false|no)$/i.test(process.env.TORUS_AGENT_CACHE_FILES ?? ''),
           logger,
           // an agent that claims docker jobs drives the engine DOCKER_HOST names (or the default socket);
           // its jobs' setup_remote_docker reach that engine only when the operator opts in

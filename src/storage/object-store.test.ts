@@ -1,7 +1,7 @@
 // Conformance suite for ObjectStore implementations: the filesystem one, and the S3 one against
 // s3rver (path-style with a key prefix, and virtual-hosted).
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
@@ -109,6 +109,43 @@ for (const [name, make] of implementations) {
     });
   });
 }
+
+describe('the filesystem store as files (LocalObjectFiles)', () => {
+  it('stages a file, adopts it as an object, and refuses anything it did not stage', async () => {
+    const d = mkdtempSync(join(tmpdir(), 'torus-os-local-'));
+    dirs.push(d);
+    const store = new FsObjectStore(d);
+    const local = store.local;
+    const staged = await local.stage();
+    writeFileSync(staged, 'archive bytes');
+    expect(await local.adopt('caches/p/one', staged)).toEqual({ size: 13 });
+    expect(await readObjectText(store, 'caches/p/one')).toBe('archive bytes');
+    expect(local.file('caches/p/one')).toBe(join(d, 'caches', 'p', 'one'));
+    expect(existsSync(staged)).toBe(false);
+    // staged files never show as objects
+    const pending = await local.stage();
+    writeFileSync(pending, 'x');
+    const keys: string[] = [];
+    for await (const o of store.list('')) keys.push(o.key);
+    expect(keys).toEqual(['caches/p/one']);
+
+    // a path the agent names must be a file stage() made: not elsewhere, not a link, not a folder
+    const outside = join(d, 'outside.partial');
+    writeFileSync(outside, 'x');
+    await expect(local.adopt('caches/p/two', outside)).rejects.toThrow(/is not a file staged in/);
+    await expect(local.adopt('caches/p/two', join(pending, '..', '..', 'outside.partial'))).rejects.toThrow(
+      /is not a file staged in/,
+    );
+    const link = await local.stage();
+    symlinkSync('/etc/passwd', link);
+    await expect(local.adopt('caches/p/two', link)).rejects.toThrow(/not a regular file/);
+    await expect(local.discard(outside)).rejects.toThrow(/is not a file staged in/);
+    expect(existsSync(outside)).toBe(true);
+    await local.discard(pending);
+    await local.discard(pending); // gone already: fine
+    expect(existsSync(pending)).toBe(false);
+  });
+});
 
 describe('createObjectStore', () => {
   it('builds the filesystem store by default and the S3 store from the S3 settings', async () => {

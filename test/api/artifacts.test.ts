@@ -1,6 +1,9 @@
 // Artifacts, test results, caches and workspaces end to end over HTTP: an agent uploads through the
 // agent blob routes (agent token + lease), a user reads through API v2 (checked against the spec)
 // and downloads artifacts with safe content types. Also: one artifact round trip on S3 (s3rver).
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { request as httpRequest } from 'node:http';
 import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -506,6 +509,46 @@ describe.each(databaseKinds())('artifacts, tests, caches and workspaces on %s', 
       expect((await agent('PUT', `/caches/blob?key=${'k'.repeat(901)}`, { raw: 'x' })).statusCode).toBe(400);
     });
 
+    it("lets an agent on the server's machine write and read the store's files, and nothing else", async () => {
+      const stage = await agent('POST', '/caches/stage');
+      expect(stage.statusCode).toBe(200);
+      const file = (stage.json() as { file: string }).file;
+      writeFileSync(file, 'archive written by the agent');
+      const putFile = (key: string, staged: string) =>
+        agent('PUT', `/caches/blob?key=${encodeURIComponent(key)}`, {
+          headers: { 'x-torus-encoding': 'zstd', 'x-torus-file': staged },
+        });
+      expect((await putFile('direct-1', file)).statusCode).toBe(201);
+      expect(existsSync(file)).toBe(false);
+      // the lookup names the file only when asked
+      const found = await agent('POST', '/caches/lookup', { body: { keys: ['direct-'], file: true } });
+      expect(found.json()).toMatchObject({ key: 'direct-1', size: 28, encoding: 'zstd' });
+      expect(readFileSync((found.json() as { file: string }).file, 'utf8')).toBe(
+        'archive written by the agent',
+      );
+      expect(
+        (await agent('POST', '/caches/lookup', { body: { keys: ['direct-'] } })).json(),
+      ).not.toHaveProperty('file');
+      expect((await agent('GET', '/caches/blob?key=direct-1')).body).toBe('archive written by the agent');
+
+      // a second save of the key: refused, its staged file removed
+      const second = (await agent('POST', '/caches/stage')).json() as { file: string };
+      writeFileSync(second.file, 'again');
+      expect((await putFile('direct-1', second.file)).statusCode).toBe(409);
+      expect(existsSync(second.file)).toBe(false);
+
+      // any path but a staged file is refused, and left alone
+      const elsewhere = join(mkdtempSync(join(tmpdir(), 'torus-not-staged-')), 'secret.partial');
+      writeFileSync(elsewhere, 'not for the store');
+      const refused = await putFile('direct-2', elsewhere);
+      expect(refused.statusCode).toBe(400);
+      expect(refused.json().message).toMatch(/is not a file staged in/);
+      expect(readFileSync(elsewhere, 'utf8')).toBe('not for the store');
+      expect((await putFile('direct-1', elsewhere)).statusCode).toBe(400);
+      expect(existsSync(elsewhere)).toBe(true);
+      expect((await agent('POST', '/caches/lookup', { body: { keys: ['direct-2'] } })).statusCode).toBe(404);
+    });
+
     it('shares caches within a project only', async () => {
       await agent('PUT', '/caches/blob?key=shared', { raw: 'x' });
       const sameProject = await jobOn('other-branch', 'build');
@@ -648,6 +691,12 @@ describe('blobs on S3 (s3rver)', () => {
       const left: string[] = [];
       for await (const o of store.list('caches/')) left.push(o.key);
       expect(left).toEqual([]);
+      // objects in a bucket are no files here: agents send their archives, and a file is refused
+      expect(await blobs.stageCache(task)).toBeNull();
+      expect((await blobs.lookupCache(task, ['k'], { file: true })) ?? null).toBeNull();
+      await expect(blobs.putCache(task, 'k', 'zstd', { file: '/etc/passwd' })).rejects.toThrow(
+        /keeps no objects as files/,
+      );
     } finally {
       await res.close();
       await s3.close();

@@ -1,6 +1,6 @@
 // One Executor conformance suite, run on the host executor and on the Docker executor against two
 // engines started by the test harness: dockerd and podman's Docker API (the locally imported busybox image).
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { Readable } from 'node:stream';
@@ -15,10 +15,21 @@ import type { Environment, ExecEnd, Executor } from '../executor.js';
 import { processesMatching, taskSpec } from '../testing.js';
 import { DockerExecutor, HostExecutor, TASK_LABEL } from './index.js';
 import type { TaskSpec } from '../../scheduler/protocol.js';
+import {
+  compress,
+  compressedHomeArchive,
+  decompress,
+  extractHomeArchive,
+  hasZstd,
+  writeHomeArchive,
+} from '../steps/archive.js';
+import { buffer } from 'node:stream/consumers';
+import { spawnSync } from 'node:child_process';
 
 const hasBwrap = requirePart('bwrap', 'host executor conformance in the sandbox');
 const hasDocker = requireDocker('Docker executor conformance');
 const hasPodman = requirePodman('Docker executor conformance on podman');
+const hasGnuTar = /GNU tar/.test(spawnSync('tar', ['--version'], { encoding: 'utf8' }).stdout ?? '');
 
 let base: string;
 beforeAll(() => {
@@ -282,6 +293,83 @@ describe.each(kinds)('$name executor', (kind) => {
       env.writeTar(`${env.homeDirectory}/corrupt`, Readable.from([Buffer.alloc(1024, 7)])),
     ).rejects.toThrow();
   });
+
+  // the host executor joins GNU tar to zstd (the cache fast path); the Docker executor has no such path
+  it.skipIf(!(kind.name === 'host' && hasGnuTar && hasZstd()))(
+    'archives in the cache layout with tar joined straight to zstd, and fails clearly',
+    async () => {
+      const archive = env.homeArchive!;
+      expect(archive).toBeDefined();
+      const home = env.homeDirectory;
+      const made = await collect(env, [
+        '/bin/sh',
+        '-c',
+        'mkdir -p ~/c/d ~/project/w && echo hi > ~/c/d/a && ln ~/c/d/a ~/c/d/hard && ln -s a ~/c/d/soft && echo w > ~/project/w/f',
+      ]);
+      expect(made.end).toEqual({ kind: 'exited', exitCode: 0 });
+      const zst = await buffer(compressedHomeArchive(archive, [`${home}/c`, `${home}/project/w/f`]));
+      const names = await tarNames(decompress(Readable.from([zst]), 'zstd'));
+      expect(names).toEqual(['~/c', '~/c/d', '~/c/d/a', '~/c/d/hard', '~/c/d/soft', '~/project/w/f']);
+
+      // restored into the home of another task
+      const other = await kind.executor().prepare(kind.spec(), () => undefined, new AbortController().signal);
+      try {
+        await extractHomeArchive(other.homeArchive!, Readable.from([zst]));
+        const r = await collect(other, [
+          '/bin/sh',
+          '-c',
+          'cat ~/c/d/a ~/project/w/f; readlink ~/c/d/soft; [ ~/c/d/a -ef ~/c/d/hard ] && echo linked; [ -L ~/.. ] || echo home-kept',
+        ]);
+        expect(r).toMatchObject({
+          end: { kind: 'exited', exitCode: 0 },
+          out: 'hi\nw\na\nlinked\nhome-kept\n',
+        });
+
+        // the same through files: tar into zstd into a file, zstd reading the file into tar
+        const file = path.join(base, `archive-${Date.now()}.zst`);
+        expect(await writeHomeArchive(archive, [`${home}/c`], file)).toBe(statSync(file).size);
+        await collect(other, ['rm', '-rf', `${other.homeDirectory}/c`]);
+        await extractHomeArchive(other.homeArchive!, { file });
+        expect((await collect(other, ['cat', `${other.homeDirectory}/c/d/a`])).out).toBe('hi\n');
+        await expect(writeHomeArchive(archive, [`${home}/no-such-path`], `${file}.2`)).rejects.toThrow(
+          /tar failed.*no-such-path/s,
+        );
+        expect(existsSync(`${file}.2`)).toBe(false);
+
+        // a path tar cannot read fails the stream with tar's message
+        await expect(buffer(compressedHomeArchive(archive, [`${home}/no-such-path`]))).rejects.toThrow(
+          /tar failed.*no-such-path/s,
+        );
+        // not zstd at all; zstd cut short (tar sees the archive end early)
+        await expect(
+          extractHomeArchive(other.homeArchive!, Readable.from([Buffer.from('garbage')])),
+        ).rejects.toThrow(/zstd failed/);
+        await expect(
+          extractHomeArchive(
+            other.homeArchive!,
+            Readable.from([zst.subarray(0, Math.floor(zst.length / 2))]),
+          ),
+        ).rejects.toThrow(/zstd failed/);
+        // a whole zstd frame holding a tar cut inside a file's contents
+        const big = await collect(env, ['/bin/sh', '-c', 'head -c 5000 /dev/zero > ~/big']);
+        expect(big.end).toEqual({ kind: 'exited', exitCode: 0 });
+        const bigTar = await buffer(decompress(compressedHomeArchive(archive, [`${home}/big`]), 'zstd'));
+        const truncatedTar = await buffer(compress(Readable.from([bigTar.subarray(0, 2000)]), 'zstd'));
+        await expect(extractHomeArchive(other.homeArchive!, Readable.from([truncatedTar]))).rejects.toThrow(
+          /tar failed/,
+        );
+        // the download failing midway
+        const failing = new Readable({ read() {} });
+        failing.push(zst.subarray(0, 100));
+        setTimeout(() => failing.destroy(new Error('the connection was reset')), 50);
+        await expect(extractHomeArchive(other.homeArchive!, failing)).rejects.toThrow(
+          'the connection was reset',
+        );
+      } finally {
+        await other.dispose();
+      }
+    },
+  );
 
   it('dispose removes everything, also with a process still running', async () => {
     const s = kind.spec();

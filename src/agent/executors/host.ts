@@ -2,7 +2,7 @@
 // inside bubblewrap when the agent has it, or as a plain child process without.
 import { spawn, spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { chmod, mkdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, rm, symlink, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { PassThrough, type Readable, type Writable } from 'node:stream';
 import { StringDecoder } from 'node:string_decoder';
@@ -14,6 +14,7 @@ import {
   type ExecHandle,
   type ExecRequest,
   type Executor,
+  type HomeArchive,
 } from '../executor.js';
 import { buildJobEnvironment, createTaskLayout, DEFAULT_SANDBOX_PATH, type TaskLayout } from '../layout.js';
 import { startStepProcess } from '../process.js';
@@ -31,6 +32,24 @@ function executorLabel(spec: TaskSpec): string {
   if (e.type === 'machine')
     return `machine${e.image ? ` (image ${e.image}, run on the host executor)` : ' (host executor)'}`;
   return `${e.type === 'none' ? 'self-hosted runner' : e.type} (host executor)`;
+}
+
+/** what a helper process's stdin or stdout is (a Writable: another process's stdin, handed over) */
+type HelperIo = 'pipe' | 'ignore' | Writable;
+
+let gnuTar: boolean | undefined;
+
+/**
+ * whether the host's tar is GNU tar 1.28 or later (what homeArchive runs: -P and
+ * --keep-directory-symlink); the sandbox sees the host's /usr, so the same tar runs inside
+ */
+function hasGnuTar(): boolean {
+  if (gnuTar === undefined) {
+    const r = spawnSync('tar', ['--version'], { encoding: 'utf8' });
+    const m = /^tar \(GNU tar\) (\d+)\.(\d+)/.exec(r.stdout ?? '');
+    gnuTar = !!m && (Number(m[1]) > 1 || Number(m[2]) >= 28);
+  }
+  return gnuTar;
 }
 
 export class HostExecutor implements Executor {
@@ -83,6 +102,7 @@ export class HostEnvironment implements Environment {
   readonly homeDirectory: string;
   readonly workingDirectory: string;
   readonly taskDirectory: string;
+  readonly homeArchive?: HomeArchive;
   readonly defaultShell = existsSync('/bin/bash') ? '/bin/bash -eo pipefail' : '/bin/sh -eo pipefail';
 
   constructor(
@@ -93,6 +113,7 @@ export class HostEnvironment implements Environment {
     this.homeDirectory = layout.home;
     this.workingDirectory = layout.workingDirectory;
     this.taskDirectory = layout.root;
+    if (hasGnuTar()) this.homeArchive = this.archive();
   }
 
   exec(req: ExecRequest): ExecHandle {
@@ -139,8 +160,11 @@ export class HostEnvironment implements Environment {
     if (mode !== undefined) await chmod(file, mode);
   }
 
-  /** a helper process inside the task's sandbox (or plain), with its stdin or stdout as a stream */
-  private spawnInside(argv: string[], io: 'read' | 'write') {
+  /**
+   * a helper process inside the task's sandbox (or plain): `stdin`/`stdout` are 'pipe' (a stream
+   * here), 'ignore', or another process's pipe handed over (see Environment.homeArchive)
+   */
+  private spawnInside(argv: string[], stdin: HelperIo, stdout: HelperIo, signal?: AbortSignal) {
     const sandboxed = this.layout.sandbox === 'bwrap';
     const [file, ...args] = (
       sandboxed ? ['bwrap', '--args', String(BWRAP_ARGS_FD), '--', ...argv] : argv
@@ -149,12 +173,8 @@ export class HostEnvironment implements Environment {
     const child = spawn(file, args, {
       cwd: sandboxed ? this.layout.root : this.layout.toHost(this.layout.home),
       env: sandboxed ? { PATH: DEFAULT_SANDBOX_PATH } : env,
-      stdio: [
-        io === 'write' ? 'pipe' : 'ignore',
-        io === 'read' ? 'pipe' : 'ignore',
-        'pipe',
-        ...(sandboxed ? ['pipe' as const] : []),
-      ],
+      signal,
+      stdio: [stdin, stdout, 'pipe', ...(sandboxed ? ['pipe' as const] : [])],
     });
     if (sandboxed) {
       const pipe = child.stdio[BWRAP_ARGS_FD] as Writable;
@@ -179,7 +199,11 @@ export class HostEnvironment implements Environment {
   }
 
   readTar(baseDir: string, paths: string[]): Promise<NodeJS.ReadableStream> {
-    const { child, exit } = this.spawnInside(['tar', '-C', baseDir, '-cf', '-', '--', ...paths], 'read');
+    const { child, exit } = this.spawnInside(
+      ['tar', '-C', baseDir, '-cf', '-', '--', ...paths],
+      'ignore',
+      'pipe',
+    );
     const out = new PassThrough();
     (child.stdout as Readable).pipe(out, { end: false });
     // 'close' comes after stdout has ended, so everything was passed on by then
@@ -193,13 +217,66 @@ export class HostEnvironment implements Environment {
   async writeTar(dir: string, tar: NodeJS.ReadableStream): Promise<void> {
     const { child, exit } = this.spawnInside(
       ['/bin/sh', '-c', 'mkdir -p "$0" && exec tar -C "$0" -xf -', dir],
-      'write',
+      'pipe',
+      'ignore',
     );
     const stdin = child.stdin as Writable;
     stdin.on('error', () => undefined); // tar died early: exit says why
     tar.on('error', (err: Error) => stdin.destroy(err));
     tar.pipe(stdin);
     await exit;
+  }
+
+  /**
+   * A directory holding only `~`, a symlink to the home directory: GNU tar run there names what it
+   * archives through it `~/…` and extracts `~/…` entries into the home of this task.
+   */
+  private async archiveRoot(): Promise<string> {
+    const root = path.join(this.layout.root, 'archive-root');
+    await mkdir(this.layout.toHost(root), { recursive: true });
+    await symlink(this.homeDirectory, path.join(this.layout.toHost(root), '~')).catch(
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw err;
+      },
+    );
+    return root;
+  }
+
+  private archive(): HomeArchive {
+    const home = this.homeDirectory;
+    return {
+      create: async (paths, into, signal) => {
+        const names = paths.map((p) => (p.startsWith(home + '/') ? `~/${p.slice(home.length + 1)}` : p));
+        let exit: Promise<void>;
+        try {
+          // -P: absolute names kept as they are (GNU tar strips the leading '/' otherwise)
+          const root = await this.archiveRoot();
+          exit = this.spawnInside(
+            ['tar', '-C', root, '-P', '-cf', '-', '--', ...names],
+            'ignore',
+            into,
+            signal,
+          ).exit;
+        } finally {
+          into.destroy(); // tar holds its own copy of the pipe: the reader sees the end when tar exits
+        }
+        await exit;
+      },
+      extract: async (signal) => {
+        const root = await this.archiveRoot();
+        // -P: absolute names extracted where they say; the `~` symlink is followed, not replaced.
+        // No -v: listing every name costs tar a fifth of its time on a tree of small files.
+        const { child, exit } = this.spawnInside(
+          ['tar', '-C', root, '-P', '--keep-directory-symlink', '-xf', '-'],
+          'pipe',
+          'ignore',
+          signal,
+        );
+        const input = child.stdin as Writable;
+        input.on('error', () => undefined); // tar died early: its exit says why
+        return { input, done: exit };
+      },
+    };
   }
 
   async dispose(): Promise<void> {

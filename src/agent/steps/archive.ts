@@ -3,11 +3,12 @@
 // names, unpacking a tar into one or more directories of the environment (both renaming headers in
 // place, tar-rename.ts), and listing which paths (or glob matches) exist inside the environment.
 // Archives are never held in memory whole.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { rm, stat } from 'node:fs/promises';
 import { createGunzip, createGzip } from 'node:zlib';
 import { PassThrough, Readable, Transform, type Writable } from 'node:stream';
 import tar from 'tar-stream';
-import type { Environment } from '../executor.js';
+import type { Environment, HomeArchive } from '../executor.js';
 import type { BlobEncoding } from './context.js';
 import { Batcher, END_OF_ARCHIVE, renamedEntry, TarReader } from './tar-rename.js';
 
@@ -27,30 +28,58 @@ export function archiveEncoding(): BlobEncoding {
   return hasZstd() ? 'zstd' : 'gzip';
 }
 
-/** pipes `input` through a child process (zstd); its failure (or the input's) errors the output */
-function throughProcess(input: NodeJS.ReadableStream, argv: string[]): Readable {
+/**
+ * The stdout of a child process (zstd) as a stream: its failure (or `upstream`'s, the process
+ * feeding it) errors the stream, which ends only once both have finished cleanly. Closing the
+ * stream early kills the process.
+ */
+function outputOf(child: ChildProcess, name: string, upstream?: Promise<void>): Readable {
   const out = new PassThrough();
-  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  const exited = exitOf(child, name);
+  child.stdout!.pipe(out, { end: false });
+  Promise.all([exited, upstream]).then(
+    () => out.end(),
+    (err: Error) => {
+      if (!out.destroyed) out.destroy(err);
+    },
+  );
+  out.on('close', () => {
+    if (child.exitCode === null) child.kill('SIGKILL');
+  });
+  return out;
+}
+
+/** resolves when the child exits with 0; rejects with its stderr's last lines otherwise */
+function exitOf(child: ChildProcess, name: string): Promise<void> {
   let stderr = '';
-  child.stderr.on('data', (b: Buffer) => {
+  child.stderr!.on('data', (b: Buffer) => {
     stderr = (stderr + b.toString()).slice(-2_000);
   });
+  return new Promise<void>((resolve, reject) => {
+    child.once('error', reject);
+    child.once('close', (code, signal) => {
+      if (code === 0) resolve();
+      else
+        reject(
+          new Error(
+            `${name} failed (${code === null ? `signal ${signal}` : `exit ${code}`}): ${stderr.trim()}`,
+          ),
+        );
+    });
+  });
+}
+
+/** pipes `input` through a child process (zstd); its failure (or the input's) errors the output */
+function throughProcess(input: NodeJS.ReadableStream, argv: string[]): Readable {
+  const child = spawn(argv[0]!, argv.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
   const stdin = child.stdin as Writable;
   stdin.on('error', () => undefined); // the process died: its exit says why
+  const out = outputOf(child, argv[0]!);
   input.on('error', (err: Error) => {
     out.destroy(err);
     child.kill('SIGKILL');
   });
   input.pipe(stdin);
-  child.stdout.pipe(out, { end: false });
-  child.once('error', (err) => out.destroy(err));
-  child.once('close', (code) => {
-    if (code === 0) out.end();
-    else if (!out.destroyed) out.destroy(new Error(`${argv[0]} failed (exit ${code}): ${stderr.trim()}`));
-  });
-  out.on('close', () => {
-    if (child.exitCode === null) child.kill('SIGKILL');
-  });
   return out;
 }
 
@@ -61,9 +90,91 @@ function throughProcess(input: NodeJS.ReadableStream, argv: string[]): Readable 
  */
 export const ZSTD_LEVEL = 1;
 
+const ZSTD_COMPRESS = ['zstd', '-q', '-c', '-T0', `-${ZSTD_LEVEL}`];
+
+/**
+ * The zstd archive of `paths` in the cache layout, from the environment's own tar: tar writes into
+ * zstd's stdin directly, and only the compressed bytes come through the agent. The stream errors
+ * when tar or zstd fails.
+ */
+export function compressedHomeArchive(archive: HomeArchive, paths: string[], signal?: AbortSignal): Readable {
+  const child = spawn(ZSTD_COMPRESS[0]!, ZSTD_COMPRESS.slice(1), { stdio: ['pipe', 'pipe', 'pipe'] });
+  child.stdin.on('error', () => undefined); // tar's end of it: a failure shows in tar's exit
+  return outputOf(child, 'zstd', archive.create(paths, child.stdin, signal));
+}
+
+/**
+ * Writes the zstd archive of `paths` in the cache layout into `file` (which must not exist) with
+ * the environment's own tar and zstd joined by a pipe: no byte passes through the agent. Resolves
+ * with the archive's size; rejects with what failed (tar, zstd), the partial file removed.
+ */
+export async function writeHomeArchive(
+  archive: HomeArchive,
+  paths: string[],
+  file: string,
+  signal?: AbortSignal,
+): Promise<number> {
+  const child = spawn(ZSTD_COMPRESS[0]!, [...ZSTD_COMPRESS.slice(1).filter((a) => a !== '-c'), '-o', file], {
+    stdio: ['pipe', 'ignore', 'pipe'],
+    signal,
+  });
+  child.stdin.on('error', () => undefined); // tar's end of it: a failure shows in tar's exit
+  const [packed, compressed] = await Promise.allSettled([
+    archive.create(paths, child.stdin, signal),
+    exitOf(child, 'zstd'),
+  ]);
+  // zstd failing (it could not write the file) breaks tar's pipe: zstd's message is the cause
+  const failure =
+    compressed.status === 'rejected'
+      ? compressed.reason
+      : packed.status === 'rejected'
+        ? packed.reason
+        : null;
+  if (failure) {
+    await rm(file, { force: true });
+    throw failure as Error;
+  }
+  return (await stat(file)).size;
+}
+
+/**
+ * Unpacks a zstd archive in the cache layout (a stream, or a file zstd reads itself) with the
+ * environment's own tar, zstd writing into tar's stdin directly. Rejects with what failed (the
+ * download, zstd on a corrupt archive, tar).
+ */
+export async function extractHomeArchive(
+  archive: HomeArchive,
+  input: Readable | { file: string },
+  signal?: AbortSignal,
+): Promise<void> {
+  const tar = await archive.extract(signal);
+  const fromFile = 'file' in input;
+  const child = spawn('zstd', ['-d', '-q', '-c', ...(fromFile ? ['--', input.file] : [])], {
+    stdio: [fromFile ? 'ignore' : 'pipe', tar.input, 'pipe'],
+    signal,
+  });
+  tar.input.destroy(); // zstd holds its own copy: tar sees the end when zstd exits
+  let inputError: Error | null = null;
+  if (!fromFile) {
+    child.stdin!.on('error', () => undefined); // zstd died: its exit says why
+    input.on('error', (err: Error) => {
+      inputError = err;
+      child.kill('SIGKILL');
+    });
+    input.pipe(child.stdin!);
+  }
+  const [unpacked, extracted] = await Promise.allSettled([exitOf(child, 'zstd'), tar.done]);
+  if (inputError) throw inputError;
+  if (unpacked.status === 'rejected' && extracted.status === 'rejected') {
+    throw new Error(`${(unpacked.reason as Error).message}; tar: ${(extracted.reason as Error).message}`);
+  }
+  if (unpacked.status === 'rejected') throw unpacked.reason as Error;
+  if (extracted.status === 'rejected') throw extracted.reason as Error;
+}
+
 /** compresses an uncompressed tar stream with `encoding` */
 export function compress(input: NodeJS.ReadableStream, encoding: BlobEncoding): Readable {
-  if (encoding === 'zstd') return throughProcess(input, ['zstd', '-q', '-c', '-T0', `-${ZSTD_LEVEL}`]);
+  if (encoding === 'zstd') return throughProcess(input, ZSTD_COMPRESS);
   const out = encoding === 'gzip' ? createGzip({ level: 6 }) : new PassThrough();
   input.on('error', (err: Error) => out.destroy(err));
   return input.pipe(out);

@@ -9,7 +9,7 @@ import { cacheArch } from './cache.js';
 import { buffer } from 'node:stream/consumers';
 import { compress, decompress } from './archive.js';
 
-const { kinds, cleanup } = executorKinds('cache steps');
+const { kinds, cleanup } = executorKinds('cache steps', { direct: true });
 let server: BlobServer;
 
 beforeAll(async () => {
@@ -23,11 +23,11 @@ afterAll(async () => {
 /** the first config step is index 2 (0: spin up, 1: environment variables) */
 const step = (i: number) => 2 + i;
 
-describe.each(kinds)('caches on the $name executor', (kind) => {
+describe.each(kinds)('caches on the $label executor', (kind) => {
   it.skipIf(!kind.available)(
     'saves in one job and restores in another by template key, prefix and key list; keys are immutable',
     async () => {
-      const prefix = `v1-${kind.name}-${Date.now()}`;
+      const prefix = `v1-${kind.name}${kind.direct ? '-direct' : ''}-${Date.now()}`;
       const key = `${prefix}-{{ .Branch }}-{{ checksum "lock.txt" }}-{{ arch }}-{{ .Environment.FLAVOR }}`;
       const wf = await server.workflow();
       const a = await server.job(wf, 'save');
@@ -52,6 +52,8 @@ describe.each(kinds)('caches on the $name executor', (kind) => {
       const store = saved.sink.step(step(1));
       expect(store.status).toBe('success');
       expect(store.out).toMatch(/Stored Cache to v1-.*-main-[A-Za-z0-9+/]{43}=-arch1-linux-.*-plain/);
+      // an agent on the server's machine writes the store's file itself; others send the archive
+      expect(store.out).toContain(kind.direct ? 'Storing cache archive...' : 'Uploading cache archive...');
       expect(saved.sink.step(step(2)).out).toMatch(
         /^Skipping cache generation, cache already exists for key: v1-/,
       );
@@ -170,19 +172,27 @@ describe.each(kinds)('caches on the $name executor', (kind) => {
     async () => {
       const wf = await server.workflow();
       const j = await server.job(wf, 'corrupt');
-      const key = `corrupt-${kind.name}-${Date.now()}`;
       const client = createBlobClient({
         serverUrl: server.url,
         token: server.agentToken,
         taskId: j.taskId,
         leaseId: j.leaseId,
       });
-      expect(
-        await client.putCache(key, Readable.from([Buffer.from('this is not a gzip archive')]), 'gzip'),
-      ).toBe(true);
-      const { result, sink } = await runJob(server, kind, j, 'corrupt', [builtIn('restore_cache', { key })]);
-      expect(result.status).toBe('failed');
-      expect(sink.step(step(0)).out).toContain(`Error: the cache archive for key ${key} is corrupt`);
+      for (const encoding of ['gzip', 'zstd'] as const) {
+        const key = `corrupt-${kind.label}-${encoding}-${Date.now()}`;
+        expect(
+          await client.putCache(
+            key,
+            Readable.from([Buffer.from(`this is not a ${encoding} archive`)]),
+            encoding,
+          ),
+        ).toBe(true);
+        const { result, sink } = await runJob(server, kind, j, 'corrupt', [
+          builtIn('restore_cache', { key }),
+        ]);
+        expect(result.status).toBe('failed');
+        expect(sink.step(step(0)).out).toContain(`Error: the cache archive for key ${key} is corrupt`);
+      }
     },
     30_000,
   );

@@ -6,17 +6,23 @@
 // stored absolute (`/<path>`) and restored at the same absolute path — as CircleCI restores caches to
 // their original locations, but independent of where a task's home is on the agent.
 import { createHash } from 'node:crypto';
-import { readFileSync } from 'node:fs';
+import { constants, readFileSync } from 'node:fs';
+import { access, rm } from 'node:fs/promises';
 import { arch as osArch, platform } from 'node:os';
+import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { Step } from '../../config/model.js';
-import { resolveJobPath } from '../executor.js';
+import { resolveJobPath, type Environment } from '../executor.js';
 import {
   archiveEncoding,
   byteCounter,
   compress,
+  compressedHomeArchive,
   concatTars,
   decompress,
+  extractHomeArchive,
+  hasZstd,
+  writeHomeArchive,
   existingPaths,
   formatSize,
   readFileInside,
@@ -160,10 +166,59 @@ export const saveCache: StepHandler = async (step, ctx) => {
     ctx.print(`None of the paths exist: no cache saved for key ${key}\n`);
     return SUCCESS;
   }
+  const encoding = archiveEncoding();
+  // The environment's own tar piped straight into zstd where it can: into the object store's file
+  // when the server lets this agent write it, else through the agent to the server. Without that
+  // tar, the archive streams through the agent.
+  const direct = environment.homeArchive && encoding === 'zstd' ? environment.homeArchive : null;
+  const staged = direct ? await blobs.stageCache() : null;
+  let size: number;
+  let created: boolean;
+  try {
+    if (direct && staged) {
+      ctx.print(`Creating cache archive...\n`);
+      try {
+        size = await writeHomeArchive(direct, paths, staged, ctx.signal);
+      } catch (err) {
+        if (ctx.signal.aborted) return { status: 'canceled', exitCode: null };
+        ctx.print(`Error: could not create the cache archive: ${(err as Error).message}\n`);
+        return FAILED;
+      }
+      ctx.print(`Storing cache archive...\n`);
+      created = await blobs.putCache(key, { file: staged }, encoding).catch(async (err: Error) => {
+        await rm(staged, { force: true }); // not adopted: nobody else removes it
+        throw err;
+      });
+    } else {
+      ctx.print(`Creating cache archive...\n`);
+      const archive = direct
+        ? compressedHomeArchive(direct, paths, ctx.signal)
+        : compress(concatTars(cacheSources(environment, paths)), encoding);
+      const counter = byteCounter();
+      archive.on('error', (e: Error) => counter.destroy(e));
+      archive.pipe(counter);
+      ctx.print(`Uploading cache archive...\n`);
+      created = await blobs.putCache(key, counter, encoding);
+      size = counter.bytes;
+    }
+  } catch (err) {
+    ctx.print(`Error: could not save the cache: ${(err as Error).message}\n`);
+    return FAILED;
+  }
+  if (!created) return skipped();
+  ctx.print(
+    `Stored Cache to ${key}\n${paths.map((p) => `  * ${p}\n`).join('')}Archive size: ${formatSize(size)} (${encoding})\n`,
+  );
+  return SUCCESS;
+};
+
+/** the tar streams of the cache layout (HomeArchive) read by Environment.readTar, and their renaming */
+function cacheSources(environment: Environment, paths: string[]) {
+  const home = environment.homeDirectory;
   const underHome = paths.filter((p) => isUnder(p, home) && p !== home);
   const elsewhere = paths.filter((p) => !underHome.includes(p));
   const rel = (p: string) => p.slice(home.length + 1);
-  const sources = [
+  return [
     ...(underHome.length
       ? [
           {
@@ -181,26 +236,7 @@ export const saveCache: StepHandler = async (step, ctx) => {
         ]
       : []),
   ];
-  ctx.print(`Creating cache archive...\n`);
-  const encoding = archiveEncoding();
-  const counter = byteCounter();
-  const body = compress(concatTars(sources), encoding);
-  body.on('error', (e: Error) => counter.destroy(e));
-  body.pipe(counter);
-  ctx.print(`Uploading cache archive...\n`);
-  let created: boolean;
-  try {
-    created = await blobs.putCache(key, counter, encoding);
-  } catch (err) {
-    ctx.print(`Error: could not save the cache: ${(err as Error).message}\n`);
-    return FAILED;
-  }
-  if (!created) return skipped();
-  ctx.print(
-    `Stored Cache to ${key}\n${paths.map((p) => `  * ${p}\n`).join('')}Archive size: ${formatSize(counter.bytes)} (${encoding})\n`,
-  );
-  return SUCCESS;
-};
+}
 
 export const restoreCache: StepHandler = async (step, ctx) => {
   const a = args(step);
@@ -227,30 +263,26 @@ export const restoreCache: StepHandler = async (step, ctx) => {
   }
   if (!found) return SUCCESS;
   ctx.print(`Found a cache at ${found.key}\nSize: ${formatSize(found.size)}\n`);
-  const stream = await blobs.getCache(found.key);
-  if (!stream) {
+  const { environment } = ctx;
+  // the environment's own tar fed by zstd where it can, zstd reading the object store's file when
+  // this agent may; else the archive streams from the server through the agent
+  const home =
+    environment.homeArchive && found.encoding === 'zstd' && hasZstd() ? environment.homeArchive : null;
+  const file = home && found.file && (await readable(found.file)) ? found.file : null;
+  const stream = file ? null : await blobs.getCache(found.key);
+  if (!file && !stream) {
     ctx.print(`No cache is found for key: ${found.key} (it was removed meanwhile)\n`);
     return SUCCESS;
   }
-  const { environment } = ctx;
-  const home = environment.homeDirectory;
-  const safe = (n: string) => !n.split('/').includes('..');
   ctx.print('Restoring cache...\n');
   try {
-    const count = await unpackTar(
-      environment,
-      decompress(stream, found.encoding),
-      (name) => {
-        if (!safe(name)) return null;
-        if (name === '~' || name === '~/') return null;
-        if (name.startsWith('~/')) return { dir: home, name: name.slice(2) };
-        const abs = name.replace(/^\/+/, '');
-        return abs === '' ? null : { dir: '/', name: abs };
-      },
-      undefined,
-      ctx.signal,
-    );
-    ctx.print(`Restored ${count} entries\n`);
+    if (home) {
+      await extractHomeArchive(home, file ? { file } : stream!, ctx.signal);
+      ctx.print('Restored the cache\n');
+    } else {
+      const count = await unpackCache(environment, decompress(stream!, found.encoding), ctx.signal);
+      ctx.print(`Restored ${count} entries\n`);
+    }
   } catch (err) {
     if (ctx.signal.aborted) return { status: 'canceled', exitCode: null };
     ctx.print(
@@ -260,6 +292,32 @@ export const restoreCache: StepHandler = async (step, ctx) => {
   }
   return SUCCESS;
 };
+
+async function readable(file: string): Promise<boolean> {
+  return access(file, constants.R_OK).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** unpacks a tar stream in the cache layout (HomeArchive) through Environment.writeTar */
+function unpackCache(environment: Environment, input: Readable, signal: AbortSignal): Promise<number> {
+  const home = environment.homeDirectory;
+  const safe = (n: string) => !n.split('/').includes('..');
+  return unpackTar(
+    environment,
+    input,
+    (name) => {
+      if (!safe(name)) return null;
+      if (name === '~' || name === '~/') return null;
+      if (name.startsWith('~/')) return { dir: home, name: name.slice(2) };
+      const abs = name.replace(/^\/+/, '');
+      return abs === '' ? null : { dir: '/', name: abs };
+    },
+    undefined,
+    signal,
+  );
+}
 
 export const CACHE_STEP_HANDLERS: Record<string, StepHandler> = {
   save_cache: saveCache,

@@ -19,10 +19,15 @@ export interface BlobClient {
   putArtifact(path: string, body: Readable): Promise<{ path: string; size: number }>;
   putTestResults(tests: TestCase[]): Promise<{ count: number }>;
   testTimings(): Promise<{ source: 'branch' | 'default-branch' | 'none'; tests: TestCase[] }>;
-  lookupCache(keys: string[]): Promise<{ key: string; size: number; encoding: BlobEncoding } | null>;
+  /** `file`: the archive as a file this agent may read (BlobClientOptions.direct, a filesystem store) */
+  lookupCache(
+    keys: string[],
+  ): Promise<{ key: string; size: number; encoding: BlobEncoding; file?: string } | null>;
   getCache(key: string): Promise<Readable | null>;
-  /** false when the key exists already (caches are immutable) */
-  putCache(key: string, body: Readable, encoding: BlobEncoding): Promise<boolean>;
+  /** a file for this agent to write a new cache archive into (then putCache with `{file}`); null: send it */
+  stageCache(): Promise<string | null>;
+  /** false when the key exists already (caches are immutable; a staged file is then removed) */
+  putCache(key: string, body: Readable | { file: string }, encoding: BlobEncoding): Promise<boolean>;
   putWorkspaceLayer(body: Readable, encoding: BlobEncoding): Promise<{ layerId: string }>;
   workspaceLayers(): Promise<Array<{ id: string; jobName: string; size: number; encoding: BlobEncoding }>>;
   getWorkspaceLayer(id: string): Promise<Readable>;

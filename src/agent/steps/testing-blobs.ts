@@ -32,6 +32,7 @@ export function recordingBlobClient(): RecordingBlobClient {
     },
     lookupCache: unused('lookupCache'),
     getCache: unused('getCache'),
+    stageCache: unused('stageCache'),
     putCache: unused('putCache'),
     putWorkspaceLayer: unused('putWorkspaceLayer'),
     workspaceLayers: unused('workspaceLayers'),

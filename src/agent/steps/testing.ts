@@ -121,28 +121,42 @@ export function builtIn(type: string, args: Record<string, unknown>, name = type
 
 export interface ExecutorKind {
   name: 'host' | 'docker';
+  /** how the test names it */
+  label: string;
   available: boolean;
+  /** the blob client reads and writes cache archives as the store's files (an agent on the server's machine) */
+  direct?: boolean;
   executor(): Executor;
   spec(steps: Step[], overrides: Partial<TaskSpec>): TaskSpec;
 }
 
-/** the host executor (bubblewrap when present) and the Docker executor (busybox test image) */
-export function executorKinds(what: string): { kinds: ExecutorKind[]; cleanup: () => void } {
+/**
+ * the host executor (bubblewrap when present) and the Docker executor (busybox test image); with
+ * `direct`, the host executor once more with a blob client that uses the store's files
+ */
+export function executorKinds(
+  what: string,
+  opts: { direct?: boolean } = {},
+): { kinds: ExecutorKind[]; cleanup: () => void } {
   const base = mkdtempSync(path.join(tmpdir(), 'torus-steps-'));
   const hasBwrap = requirePart('bwrap', `${what} on the host executor in the sandbox`);
   const hasDocker = requireDocker(`${what} on the Docker executor`);
   const docker = hasDocker ? new Docker() : undefined;
+  const host: ExecutorKind = {
+    name: 'host',
+    label: 'host',
+    available: true,
+    executor: () =>
+      new HostExecutor({ workRoot: path.join(base, 'work'), sandbox: hasBwrap ? 'bwrap' : 'none' }),
+    spec: (steps, overrides) => taskSpec(steps, overrides),
+  };
   return {
     kinds: [
-      {
-        name: 'host',
-        available: true,
-        executor: () =>
-          new HostExecutor({ workRoot: path.join(base, 'work'), sandbox: hasBwrap ? 'bwrap' : 'none' }),
-        spec: (steps, overrides) => taskSpec(steps, overrides),
-      },
+      host,
+      ...(opts.direct ? [{ ...host, label: "host, with the store's files", direct: true }] : []),
       {
         name: 'docker',
+        label: 'docker',
         available: hasDocker,
         executor: () => new DockerExecutor({ docker }),
         spec: (steps, overrides) =>
@@ -189,6 +203,7 @@ export async function runJob(
     taskId: job.taskId,
     leaseId: job.leaseId,
     signal,
+    direct: kind.direct === true,
   });
   const result = await runTask(spec, sink, {
     workRoot: path.join(tmpdir(), 'unused'),

@@ -69,7 +69,7 @@ export function agentEnv(opts: LocalAgentsOptions): NodeJS.ProcessEnv {
   if (opts.logLevel) env.TORUS_LOG_LEVEL = opts.logLevel;
   // the Docker engine the agents' docker executor drives
   if (process.env.DOCKER_HOST) env.DOCKER_HOST = process.env.DOCKER_HOST;
-  for (const k of ['TORUS_AGENT_REMOTE_DOCKER', 'TORUS_AGENT_REMOTE_DOCKER_DIR'])
+  for (const k of ['TORUS_AGENT_REMOTE_DOCKER', 'TORUS_AGENT_REMOTE_DOCKER_DIR', 'TORUS_AGENT_CACHE_FILES'])
     if (process.env[k]) env[k] = process.env[k];
   return env;
 }
