@@ -24,7 +24,7 @@ import { availableParallelism, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import { ZSTD_LEVEL } from '../src/agent/steps/archive.js';
-import { makeGitRepo, percentile, withServer } from './lib.js';
+import { makeGitRepo, percentile, runPipeline, withServer } from './lib.js';
 
 const TOTAL_MB = Number(process.env.BENCH_CACHE_MB ?? 500);
 const RUNS = Number(process.env.BENCH_CACHE_RUNS ?? 3);
@@ -377,30 +377,16 @@ export async function benchCache(): Promise<CacheFigures> {
       /** one pipeline: save_cache in a job, restore_cache in the next; checks the restored tree */
       const torusRun = async () => {
         await sh('sync');
-        const p = await server.engine.triggerPipeline({
-          projectId: project.id,
-          branch: 'main',
-          triggerType: 'api',
-        });
-        let status = 'running';
-        for (;;) {
-          const r = await server.res.db.query<{ status: string }>(
-            'SELECT status FROM workflows WHERE pipeline_id = $1',
-            [p.id],
-          );
-          status = r.rows[0]?.status ?? 'running';
-          if (!['running', 'failing', 'not_run', 'on_hold'].includes(status)) break;
-          await new Promise((r) => setTimeout(r, 100));
-        }
+        const { pipelineId, status } = await runPipeline(server, project.id, { pollMs: 100 });
         const steps = await server.res.db.query<StepRow>(
           `SELECT j.name AS job, s.step_index, s.started_at, s.stopped_at, s.status
            FROM jobs j JOIN workflows w ON w.id = j.workflow_id JOIN tasks t ON t.job_id = j.id
            JOIN steps s ON s.task_id = t.id WHERE w.pipeline_id = $1`,
-          [p.id],
+          [pipelineId],
         );
         const jobs = await server.res.db.query<{ name: string; number: number }>(
           'SELECT j.name, j.number FROM jobs j JOIN workflows w ON w.id = j.workflow_id WHERE w.pipeline_id = $1',
-          [p.id],
+          [pipelineId],
         );
         const output = async (job: string, step: number) => {
           const number = jobs.rows.find((j) => j.name === job)!.number;

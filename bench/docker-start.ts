@@ -9,7 +9,7 @@
 // (image check, container create + start), steps 0 and 1, and the exec of step 2.
 import { readObjectText } from '../src/storage/index.js';
 import { BUSYBOX_IMAGE, ensureBusyboxImage, startDockerd } from '../test/harness/docker.js';
-import { fmt, makeGitRepo, percentile, withServer } from './lib.js';
+import { fmt, makeGitRepo, percentile, runPipeline, withServer } from './lib.js';
 
 const JOBS = Number(process.env.BENCH_DOCKER_JOBS ?? 30);
 const WARMUP = 2;
@@ -65,22 +65,8 @@ export async function benchDockerStart(): Promise<DockerStartFigures> {
       const output: number[] = [];
       const spinUp: number[] = [];
       for (let i = 0; i < JOBS + WARMUP; i++) {
-        const p = await server.engine.triggerPipeline({
-          projectId: project.id,
-          branch: 'main',
-          triggerType: 'api',
-        });
         // wait for the workflow to end so each job starts on an idle agent and engine
-        let status = 'running';
-        for (;;) {
-          const r = await server.res.db.query<{ status: string }>(
-            'SELECT status FROM workflows WHERE pipeline_id = $1',
-            [p.id],
-          );
-          status = r.rows[0]?.status ?? 'running';
-          if (!['running', 'failing', 'not_run', 'on_hold'].includes(status)) break;
-          await new Promise((r) => setTimeout(r, 10));
-        }
+        const { pipelineId, status } = await runPipeline(server, project.id, { pollMs: 10 });
         if (status !== 'success') throw new Error(`docker job ${i} ended ${status}`);
         if (i < WARMUP) continue;
         const r = await server.res.db.query<Row>(
@@ -89,7 +75,7 @@ export async function benchDockerStart(): Promise<DockerStartFigures> {
            FROM tasks t JOIN jobs j ON j.id = t.job_id JOIN workflows w ON w.id = j.workflow_id
            JOIN steps s ON s.task_id = t.id AND s.step_index = 2
            JOIN steps s0 ON s0.task_id = t.id AND s0.step_index = 0 WHERE w.pipeline_id = $1`,
-          [p.id],
+          [pipelineId],
         );
         const row = r.rows[0];
         if (!row?.output_key) throw new Error(`docker job ${i}: no step 2 with output`);

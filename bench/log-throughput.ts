@@ -8,8 +8,9 @@
 import { randomBytes } from 'node:crypto';
 import { readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import pg from 'pg';
-import { api, makeGitRepo, startTorusServer, type TorusProcess } from '../test/harness/torus.js';
+import { api, startTorusServer } from '../test/harness/torus.js';
 import { waitFor } from '../test/harness/net.js';
+import { createProjectViaApi, triggerPipelineViaApi } from './lib.js';
 
 const MB = Number(process.env.BENCH_LOG_MB ?? 1024);
 const SAMPLE_MS = 200;
@@ -99,37 +100,6 @@ interface V11Job {
   }>;
 }
 
-async function runPipeline(
-  server: TorusProcess,
-  slug: string,
-): Promise<{ pipelineId: string; jobNumber: number }> {
-  const trig = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${slug}/pipeline`, {});
-  if (trig.status >= 300) throw new Error(`trigger failed: ${JSON.stringify(trig.body)}`);
-  const jobNumber = await waitFor(
-    async () => {
-      const wf = (
-        await api<{ items: Array<{ id: string }> }>(
-          server.url,
-          'GET',
-          `/api/v2/pipeline/${trig.body.id}/workflow`,
-        )
-      ).body.items?.[0];
-      if (!wf) return false;
-      const j = (
-        await api<{ items: Array<{ job_number?: number }> }>(
-          server.url,
-          'GET',
-          `/api/v2/workflow/${wf.id}/job`,
-        )
-      ).body.items?.[0];
-      return j?.job_number ?? false;
-    },
-    60_000,
-    20,
-  );
-  return { pipelineId: trig.body.id, jobNumber };
-}
-
 /** a new database on the PostgreSQL server of `base`, and how to drop it */
 async function freshDatabase(base: string): Promise<{ url: string; drop: () => Promise<void> }> {
   const name = `bench_${randomBytes(6).toString('hex')}`;
@@ -161,20 +131,13 @@ export async function benchLogThroughput(): Promise<LogThroughputFigures> {
   const stopSampling: Array<() => void> = [];
   try {
     const serverPid = server.proc.pid!;
-    const project = async (name: string, command: string): Promise<string> => {
-      const repo = makeGitRepo({ '.circleci/config.yml': config(name, command) });
-      const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/bench/project', {
-        name,
-        vcs_url: repo,
-      });
-      if (p.status >= 300) throw new Error(`project: ${JSON.stringify(p.body)}`);
-      return p.body.slug;
-    };
+    const project = (name: string, command: string) =>
+      createProjectViaApi(server, name, config(name, command));
     const warmSlug = await project('warm', 'echo warm');
     const slug = await project('loud', `set +o pipefail; yes ${'a'.repeat(99)} | head -c ${PRINTED_BYTES}`);
 
     // one small job first, so both processes have loaded the code paths they use; then idle
-    const warm = await runPipeline(server, warmSlug);
+    const warm = await triggerPipelineViaApi(server, warmSlug, { pollMs: 20 });
     await waitFor(
       async () =>
         (await api<V11Job>(server.url, 'GET', `/api/v1.1/project/${warmSlug}/${warm.jobNumber}`)).body
@@ -202,7 +165,7 @@ export async function benchLogThroughput(): Promise<LogThroughputFigures> {
     stopSampling.push(() => clearInterval(timer));
 
     const cpuBefore = { agent: cpuSeconds(agent), server: cpuSeconds(serverPid) };
-    const loud = await runPipeline(server, slug);
+    const loud = await triggerPipelineViaApi(server, slug, { pollMs: 20 });
     let startedAt: number | undefined;
     let endedAt: number | undefined;
     let status = '';

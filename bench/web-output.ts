@@ -16,9 +16,9 @@ import { request } from 'node:http';
 import { rmSync } from 'node:fs';
 import type { Browser } from 'playwright-core';
 import { buildWebApp, launchChromium } from '../test/harness/browser.js';
-import { ADMIN_TOKEN, api, makeGitRepo, startTorusServer, type TorusProcess } from '../test/harness/torus.js';
+import { ADMIN_TOKEN, api, startTorusServer, type TorusProcess } from '../test/harness/torus.js';
 import { waitFor } from '../test/harness/net.js';
-import { percentile } from './lib.js';
+import { createProjectViaApi, percentile, triggerPipelineViaApi } from './lib.js';
 
 const LINES = Number(process.env.BENCH_WEB_LINES ?? 200_000);
 const LOADS = Number(process.env.BENCH_WEB_LOADS ?? 5);
@@ -86,38 +86,9 @@ interface V2Job {
 }
 
 async function runLongJob(server: TorusProcess): Promise<{ pagePath: string; seconds: number }> {
-  const repo = makeGitRepo({ '.circleci/config.yml': config(LINES) });
-  const p = await api<{ slug: string }>(server.url, 'POST', '/api/v2/organization/bench/project', {
-    name: 'long-output',
-    vcs_url: repo,
-  });
-  if (p.status >= 300) throw new Error(`project: ${JSON.stringify(p.body)}`);
-  const slug = p.body.slug;
+  const slug = await createProjectViaApi(server, 'long-output', config(LINES));
   const started = Date.now();
-  const trig = await api<{ id: string }>(server.url, 'POST', `/api/v2/project/${slug}/pipeline`, {});
-  if (trig.status >= 300) throw new Error(`trigger failed: ${JSON.stringify(trig.body)}`);
-  const jobNumber = await waitFor(
-    async () => {
-      const wf = (
-        await api<{ items: Array<{ id: string }> }>(
-          server.url,
-          'GET',
-          `/api/v2/pipeline/${trig.body.id}/workflow`,
-        )
-      ).body.items?.[0];
-      if (!wf) return false;
-      const j = (
-        await api<{ items: Array<{ job_number?: number }> }>(
-          server.url,
-          'GET',
-          `/api/v2/workflow/${wf.id}/job`,
-        )
-      ).body.items?.[0];
-      return j?.job_number ?? false;
-    },
-    60_000,
-    50,
-  );
+  const { jobNumber } = await triggerPipelineViaApi(server, slug, { pollMs: 50 });
   const job = await waitFor(
     async () => {
       const j = (await api<V2Job>(server.url, 'GET', `/api/v2/project/${slug}/job/${jobNumber}`)).body;
