@@ -1,21 +1,14 @@
 // `torus orb …` and `torus namespace create` as a user runs them: the real `torus` command in child
 // processes against a running server's `POST /graphql-unstable` (an in-process server on the embedded
 // database), with organization members' personal tokens.
-import { execFile } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { TORUS_BIN } from '../../test/harness/torus.js';
+import { runTorus, type TorusRun } from '../../test/harness/torus.js';
 import { loadSettings } from '../ops/index.js';
 import { packOrb } from '../orbs/index.js';
 import { startServer, type RunningServer } from './server.js';
-
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
 
 describe('torus orb / namespace against a server', () => {
   let server: RunningServer;
@@ -24,24 +17,9 @@ describe('torus orb / namespace against a server', () => {
   let outsiderToken: string;
   let orgId: string;
 
-  function torus(args: string[], token: string | undefined): Promise<Run> {
-    return new Promise((resolve) => {
-      execFile(
-        process.execPath,
-        [TORUS_BIN, ...args],
-        {
-          env: {
-            PATH: process.env.PATH ?? '/usr/bin:/bin',
-            HOME: process.env.HOME ?? '/root',
-            TORUS_SERVER: server.url,
-            ...(token ? { TORUS_TOKEN: token } : {}),
-          },
-          timeout: 120_000,
-        },
-        (err, stdout, stderr) =>
-          resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
-      );
-    });
+  /** `torus <args>` against the server, with `token` as TORUS_TOKEN when there is one */
+  function torus(args: string[], token: string | undefined): Promise<TorusRun> {
+    return runTorus(args, { TORUS_SERVER: server.url, ...(token ? { TORUS_TOKEN: token } : {}) }, 120_000);
   }
 
   beforeAll(async () => {

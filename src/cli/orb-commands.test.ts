@@ -1,45 +1,20 @@
 // `torus admin import-orb|export-orb` and `torus orb pack` as a user runs them: the real `torus`
 // command in child processes, on the embedded database in temporary data directories, reading the
 // fake upstream registry (test/fakes/orb-upstream.ts) through a real tinyproxy when it is here.
-import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startFakeOrbUpstream, type FakeOrbUpstream } from '../../test/fakes/orb-upstream.js';
 import { freePort } from '../../test/harness/net.js';
-import { TORUS_BIN } from '../../test/harness/torus.js';
+import { runTorus, type TorusRun } from '../../test/harness/torus.js';
 import { requireTinyproxy, startTinyproxy, type TestTinyproxy } from '../../test/harness/tinyproxy.js';
 import { CORPUS_DIR, packOrb } from '../config/corpus-orbs.js';
 
-interface Run {
-  code: number;
-  stdout: string;
-  stderr: string;
-}
-
-function torus(args: string[], env: Record<string, string>): Promise<Run> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [TORUS_BIN, ...args],
-      {
-        env: {
-          PATH: process.env.PATH ?? '/usr/bin:/bin',
-          HOME: process.env.HOME ?? '/root',
-          // nothing listens here: the embedded-server check finds no server
-          TORUS_PORT: '9',
-          ...env,
-        },
-        // a fresh embedded database takes a while to create on a busy machine
-        timeout: 300_000,
-      },
-      (err, stdout, stderr) => {
-        const code = err ? (typeof err.code === 'number' ? err.code : 1) : 0;
-        resolve({ code, stdout, stderr });
-      },
-    );
-  });
+function torus(args: string[], env: Record<string, string>): Promise<TorusRun> {
+  // nothing listens on port 9: the embedded-server check finds no server; and a fresh embedded
+  // database takes a while to create on a busy machine
+  return runTorus(args, { TORUS_PORT: '9', ...env }, 300_000);
 }
 
 const hasTinyproxy = requireTinyproxy('torus admin import-orb through a real tinyproxy');

@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileConfig, type CompileResult, type OrbResolver } from '../config/index.js';
 import { corpusOrbResolver, CORPUS_DIR } from '../config/corpus-orbs.js';
 import { databaseKinds } from '../../test/harness/db.js';
+import { CORPUS_PIPELINE_VALUES, readTsvRows } from '../../test/harness/corpus.js';
 import { openTestResources, type TestResources } from '../../test/api/resources.js';
 import { createOrbRegistry, readOrbSource, registryOrbResolver, type ImportItem } from './index.js';
 import { parseSemver } from './names.js';
@@ -16,27 +17,11 @@ import { parseSemver } from './names.js';
 const ORBS = join(CORPUS_DIR, 'orbs');
 const present = existsSync(join(ORBS, 'INDEX.tsv'));
 
-const PIPELINE_VALUES = {
-  'pipeline.id': '0f8e6a4e-1c2b-4d3e-9f00-123456789abc',
-  'pipeline.number': 7,
-  'pipeline.project.type': 'github',
-  'pipeline.git.branch': 'main',
-  'pipeline.git.revision': '8d2f3ab6c1e0f4b5a6978d9e0f1a2b3c4d5e6f70',
-};
-
-function tsv(file: string): string[][] {
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((l) => l.split('\t'));
-}
-
 /** Every saved orb version; `skipped`: the ones whose saved version is not a semver (see below). */
 function corpusOrbs(): { items: ImportItem[]; skipped: string[] } {
   const items: ImportItem[] = [];
   const skipped: string[] = [];
-  for (const [, namespace, orb, version] of tsv(join(ORBS, 'INDEX.tsv'))) {
+  for (const [, namespace, orb, version] of readTsvRows(join(ORBS, 'INDEX.tsv'))) {
     const ref = `${namespace}/${orb}@${version}`;
     // `10.x-last`, `commit-869db08`: the corpus could not establish which version these are, and a
     // registry holds semantic versions only
@@ -57,7 +42,7 @@ function corpusOrbs(): { items: ImportItem[]; skipped: string[] } {
 /** refs REFS.tsv resolves to a saved version that is not a semver (skipped by the import) */
 function refsToUnversioned(): Set<string> {
   const out = new Set<string>();
-  for (const [ref, , , version, savedAs] of tsv(join(ORBS, 'REFS.tsv'))) {
+  for (const [ref, , , version, savedAs] of readTsvRows(join(ORBS, 'REFS.tsv'))) {
     if (savedAs !== '-' && version && !parseSemver(version)) out.add(ref!);
   }
   return out;
@@ -69,7 +54,7 @@ interface ConfigRow {
 }
 
 function corpusConfigs(): ConfigRow[] {
-  return tsv(join(CORPUS_DIR, 'INDEX.tsv')).map((c) => ({
+  return readTsvRows(join(CORPUS_DIR, 'INDEX.tsv')).map((c) => ({
     file: c[0]!,
     orbs: (c[8] ?? '')
       .split(' ')
@@ -124,7 +109,7 @@ describe.skipIf(!present).each(present ? databaseKinds() : [])(
         }
         const text = readFileSync(join(CORPUS_DIR, 'configs', row.file), 'utf8');
         const compile = (orbResolver: OrbResolver) =>
-          compileConfig(text, { orbResolver, pipelineValues: PIPELINE_VALUES });
+          compileConfig(text, { orbResolver, pipelineValues: CORPUS_PIPELINE_VALUES });
         const [viaCorpus, viaRegistry] = [outcome(await compile(corpus)), outcome(await compile(resolver))];
         if (viaCorpus !== viaRegistry)
           differences.push(`${row.file}:\n${viaCorpus.slice(0, 300)}\n---\n${viaRegistry.slice(0, 300)}`);

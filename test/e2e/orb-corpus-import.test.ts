@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { compileConfig } from '../../src/config/index.js';
 import { corpusOrbResolver, CORPUS_DIR } from '../../src/config/corpus-orbs.js';
+import { CORPUS_PIPELINE_VALUES, readTsvRows } from '../harness/corpus.js';
 import { startFakeOrbUpstream, type FakeOrbUpstream } from '../fakes/orb-upstream.js';
 import { requireTinyproxy, startTinyproxy, type TestTinyproxy } from '../harness/tinyproxy.js';
 import { NODE_FLAGS } from '../../src/ops/node-flags.js';
@@ -17,22 +18,6 @@ import { startTorusServer, TORUS_BIN, type TorusProcess } from '../harness/torus
 
 const present = existsSync(join(CORPUS_DIR, 'orbs', 'INDEX.tsv'));
 const hasTinyproxy = present && requireTinyproxy('importing every corpus orb through a real tinyproxy');
-
-const PIPELINE_VALUES = {
-  'pipeline.id': '0f8e6a4e-1c2b-4d3e-9f00-123456789abc',
-  'pipeline.number': 7,
-  'pipeline.project.type': 'github',
-  'pipeline.git.branch': 'main',
-  'pipeline.git.revision': '8d2f3ab6c1e0f4b5a6978d9e0f1a2b3c4d5e6f70',
-};
-
-function tsv(file: string): string[][] {
-  return readFileSync(file, 'utf8')
-    .trim()
-    .split('\n')
-    .slice(1)
-    .map((l) => l.split('\t'));
-}
 
 function run(args: string[], env: Record<string, string>): Promise<{ code: number; out: string }> {
   return new Promise((resolve) => {
@@ -119,25 +104,28 @@ describe.runIf(hasTinyproxy)(
       );
       // references REFS.tsv resolves to a folder the upstream does not serve as such (not a semver)
       const unserved = new Set(
-        tsv(join(CORPUS_DIR, 'orbs', 'REFS.tsv'))
+        readTsvRows(join(CORPUS_DIR, 'orbs', 'REFS.tsv'))
           .filter(([, , , , savedAs]) => savedAs !== '-' && !served.has(savedAs!))
           .map(([ref]) => ref!),
       );
       const corpus = corpusOrbResolver();
       let compared = 0;
       const differences: string[] = [];
-      for (const row of tsv(join(CORPUS_DIR, 'INDEX.tsv'))) {
+      for (const row of readTsvRows(join(CORPUS_DIR, 'INDEX.tsv'))) {
         const refs = (row[8] ?? '')
           .split(' ')
           .filter(Boolean)
           .map((a) => a.slice(a.indexOf('=') + 1));
         if (refs.length === 0 || refs.some((r) => unserved.has(r))) continue;
         const text = readFileSync(join(CORPUS_DIR, 'configs', row[0]!), 'utf8');
-        const expected = await compileConfig(text, { orbResolver: corpus, pipelineValues: PIPELINE_VALUES });
+        const expected = await compileConfig(text, {
+          orbResolver: corpus,
+          pipelineValues: CORPUS_PIPELINE_VALUES,
+        });
         const res = await fetch(`${server!.url}/api/v2/compile-config-with-defaults`, {
           method: 'POST',
           headers: { 'content-type': 'application/json', accept: 'application/json' },
-          body: JSON.stringify({ config_yaml: text, options: { pipeline_values: PIPELINE_VALUES } }),
+          body: JSON.stringify({ config_yaml: text, options: { pipeline_values: CORPUS_PIPELINE_VALUES } }),
         });
         expect(res.status).toBe(200);
         const got = (await res.json()) as {

@@ -1,6 +1,7 @@
 // Starts real Torus processes for end-to-end tests: `torus server` and `torus agent` as child
-// processes of the test, on free loopback ports in temporary data directories, stopped by PID.
-import { spawn, execFileSync, type ChildProcess } from 'node:child_process';
+// processes of the test, on free loopback ports in temporary data directories, stopped by PID;
+// and one-shot `torus …` commands run to their end as a user runs them.
+import { spawn, execFile, execFileSync, type ChildProcess } from 'node:child_process';
 import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, dirname } from 'node:path';
@@ -45,6 +46,33 @@ function killer(proc: ChildProcess) {
     proc.kill(signal);
     await exited;
   };
+}
+
+/** What a one-shot `torus` command left: its exit code and what it printed. */
+export interface TorusRun {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+/**
+ * Runs `torus <args>` in a child process with only PATH, HOME and `env` in its environment, and
+ * resolves when it ends (never rejects: a failure is a non-zero `code`, 1 when it was killed, e.g.
+ * after `timeoutMs`).
+ */
+export function runTorus(args: string[], env: Record<string, string>, timeoutMs: number): Promise<TorusRun> {
+  return new Promise((resolve) => {
+    execFile(
+      process.execPath,
+      [TORUS_BIN, ...args],
+      {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: process.env.HOME ?? '/root', ...env },
+        timeout: timeoutMs,
+      },
+      (err, stdout, stderr) =>
+        resolve({ code: err ? (typeof err.code === 'number' ? err.code : 1) : 0, stdout, stderr }),
+    );
+  });
 }
 
 export const ADMIN_TOKEN = 'e2e0000000000000000000000000000000000000';

@@ -153,31 +153,40 @@ describe.each(databaseKinds())(
       return r.json<Reply>();
     }
 
+    /** the payload field of a mutation fixture: its name without the variant (`createOrb-private`) */
+    const mutationField = (name: string) => name.split('-')[0]!;
+
     /** the payload of a mutation that must have succeeded */
-    async function ok(name: string, field: string, who: Who, vars: Record<string, unknown>): Promise<Json> {
+    async function ok(name: string, who: Who, vars: Record<string, unknown>): Promise<Json> {
       const body = await cli(name, who, vars);
       expect(body.errors).toBeUndefined();
-      const payload = body.data![field] as Json;
+      const payload = body.data![mutationField(name)] as Json;
       expect(payload.errors).toEqual([]);
       return payload;
     }
 
-    /** the payload of a mutation refused in-band, as the CLI reads it */
-    async function refused(
-      name: string,
-      field: string,
-      who: Who,
-      vars: Record<string, unknown>,
-      type: string,
-      message: RegExp,
-    ): Promise<Json> {
-      const body = await cli(name, who, vars);
-      expect(body.errors).toBeUndefined();
-      const payload = body.data![field] as Json;
-      expect(payload.errors).toHaveLength(1);
-      expect(payload.errors[0].message).toMatch(message);
-      if (payload.errors[0].type !== undefined) expect(payload.errors[0].type).toBe(type);
-      return payload;
+    /** who sends which variables, and the error type and message the CLI then reads */
+    type Refusal = [who: Who, vars: Record<string, unknown>, type: string, message: RegExp];
+
+    /** the payloads of mutation `name` refused in-band, as the CLI reads them, sent in order */
+    async function refused(name: string, refusals: Refusal[]): Promise<Json[]> {
+      const payloads: Json[] = [];
+      for (const [who, vars, type, message] of refusals) {
+        const body = await cli(name, who, vars);
+        expect(body.errors).toBeUndefined();
+        const payload = body.data![mutationField(name)] as Json;
+        expect(payload.errors).toHaveLength(1);
+        expect(payload.errors[0].message).toMatch(message);
+        if (payload.errors[0].type !== undefined) expect(payload.errors[0].type).toBe(type);
+        payloads.push(payload);
+      }
+      return payloads;
+    }
+
+    /** the id registryNamespace-id answers for namespace `name` */
+    async function namespaceId(name: string, who: Who): Promise<string> {
+      return ((await cli('registryNamespace-id', who, { name })).data!.registryNamespace as Json)
+        .id as string;
     }
 
     async function latestVersion(name: string): Promise<string | undefined> {
@@ -256,40 +265,19 @@ describe.each(databaseKinds())(
       });
 
       it('createNamespace: an admin of the organization creates it; a taken name is refused', async () => {
-        const created = await ok('createNamespace', 'createNamespace', 'alice', {
-          name: 'acme',
-          organizationId: acme.id,
-        });
+        const inAcme = (name: string) => ({ name, organizationId: acme.id });
+        const created = await ok('createNamespace', 'alice', inAcme('acme'));
         expect(created).toEqual({ namespace: { id: ID }, errors: [] });
         const lookup = await cli('registryNamespace-id', 'anonymous', { name: 'acme' });
         expect(lookup).toEqual({ data: { registryNamespace: { id: created.namespace.id } } });
 
-        const taken = await refused(
-          'createNamespace',
-          'createNamespace',
-          'admin',
-          { name: 'acme', organizationId: acme.id },
-          'TORUS_E_CONFLICT',
-          /namespace name "acme" is taken/,
-        );
-        expect(taken.namespace).toBeNull();
-        await refused(
-          'createNamespace',
-          'createNamespace',
-          'carol',
-          { name: 'acme-two', organizationId: acme.id },
-          'TORUS_E_FORBIDDEN',
-          /only an admin of the organization/,
-        );
-        await refused(
-          'createNamespace',
-          'createNamespace',
-          'alice',
-          { name: 'Bad Name', organizationId: acme.id },
-          'TORUS_E_BAD_REQUEST',
-          /namespace/,
-        );
-        const anonymous = await cli('createNamespace', 'anonymous', { name: 'x', organizationId: acme.id });
+        const [taken] = await refused('createNamespace', [
+          ['admin', inAcme('acme'), 'TORUS_E_CONFLICT', /namespace name "acme" is taken/],
+          ['carol', inAcme('acme-two'), 'TORUS_E_FORBIDDEN', /only an admin of the organization/],
+          ['alice', inAcme('Bad Name'), 'TORUS_E_BAD_REQUEST', /namespace/],
+        ]);
+        expect(taken!.namespace).toBeNull();
+        const anonymous = await cli('createNamespace', 'anonymous', inAcme('x'));
         expect(anonymous.errors![0]!.message).toBe('You must log in first.');
         // nothing of the refused ones was created
         for (const name of ['acme-two', 'x']) {
@@ -303,42 +291,31 @@ describe.each(databaseKinds())(
     describe('orbs (circleci orb create|publish|promote|source|info|list|unlist)', () => {
       let nsId: string;
       let toolsId: string;
+      /** createOrb's variables for an orb in the namespace acme */
+      const inAcme = (name: string) => ({ name, registryNamespaceId: nsId });
+      /** publishOrb's variables for a version of an orb in acme: the fixture's source unless `config` */
+      const acmeVersion = (orbName: string, version: string, config?: string) => ({
+        namespaceName: 'acme',
+        orbName,
+        version,
+        ...(config === undefined ? {} : { config }),
+      });
 
       beforeAll(async () => {
-        nsId = (
-          (await cli('registryNamespace-id', 'carol', { name: 'acme' })).data!.registryNamespace as Json
-        ).id as string;
+        nsId = await namespaceId('acme', 'carol');
       });
 
       it('createOrb / createOrb-private: members of the organization create orbs', async () => {
-        const tools = await ok('createOrb', 'createOrb', 'carol', {
-          name: 'tools',
-          registryNamespaceId: nsId,
-        });
+        const tools = await ok('createOrb', 'carol', inAcme('tools'));
         expect(tools).toEqual({ orb: { id: ID }, errors: [] });
         toolsId = tools.orb.id as string;
-        const secret = await ok('createOrb-private', 'createOrb', 'carol', {
-          name: 'secret',
-          registryNamespaceId: nsId,
-        });
+        const secret = await ok('createOrb-private', 'carol', inAcme('secret'));
         expect(secret.orb.id).toEqual(ID);
 
-        await refused(
-          'createOrb',
-          'createOrb',
-          'carol',
-          { name: 'tools', registryNamespaceId: nsId },
-          'TORUS_E_CONFLICT',
-          /orb acme\/tools already exists/,
-        );
-        await refused(
-          'createOrb',
-          'createOrb',
-          'bob',
-          { name: 'intruder', registryNamespaceId: nsId },
-          'TORUS_E_FORBIDDEN',
-          /only a member of the namespace's organization/,
-        );
+        await refused('createOrb', [
+          ['carol', inAcme('tools'), 'TORUS_E_CONFLICT', /orb acme\/tools already exists/],
+          ['bob', inAcme('intruder'), 'TORUS_E_FORBIDDEN', /only a member of the namespace's organization/],
+        ]);
       });
 
       it("orb-exists / orb-id: a private orb is seen only by its organization's members and admins", async () => {
@@ -363,108 +340,58 @@ describe.each(databaseKinds())(
       });
 
       it('publishOrb: validates the orb, then stores the version; bad input changes nothing', async () => {
-        const v1 = await ok('publishOrb', 'publishOrb', 'carol', {
-          namespaceName: 'acme',
-          orbName: 'tools',
-          version: '1.0.0',
-        });
+        const v1 = await ok('publishOrb', 'carol', acmeVersion('tools', '1.0.0'));
         expect(v1).toEqual({ orb: { version: '1.0.0' }, errors: [] });
 
-        await refused(
-          'publishOrb',
-          'publishOrb',
-          'carol',
-          { namespaceName: 'acme', orbName: 'tools', version: '1.0.0' },
-          'TORUS_E_CONFLICT',
-          /acme\/tools@1\.0\.0: version already exists/,
-        );
-        const invalid = await refused(
-          'publishOrb',
-          'publishOrb',
-          'carol',
-          {
-            namespaceName: 'acme',
-            orbName: 'tools',
-            version: '1.1.0',
-            config: 'version: 2.1\ncommands:\n  greet:\n    steps:\n      - nope-command\n',
-          },
-          'TORUS_E_BAD_REQUEST',
-          /orb acme\/tools@1\.1\.0 is not valid:\n.*nope-command/s,
-        );
-        expect(invalid.orb).toBeNull();
-        await refused(
-          'publishOrb',
-          'publishOrb',
-          'carol',
-          { namespaceName: 'acme', orbName: 'tools', version: '1.1.0', config: 'version: 2.1\njobs: [\n' },
-          'TORUS_E_BAD_REQUEST',
-          /not valid YAML/,
-        );
-        // an orb importing an orb the registry lacks is refused, naming it
-        await refused(
-          'publishOrb',
-          'publishOrb',
-          'carol',
-          {
-            namespaceName: 'acme',
-            orbName: 'tools',
-            version: '1.1.0',
-            config: orbUsing('nope/missing@1.0.0'),
-          },
-          'TORUS_E_BAD_REQUEST',
-          /nope\/missing@1\.0\.0/,
-        );
-        await refused(
-          'publishOrb',
-          'publishOrb',
-          'carol',
-          { namespaceName: 'acme', orbName: 'unknown', version: '1.0.0' },
-          'TORUS_E_NOT_FOUND',
-          /orb acme\/unknown not found/,
-        );
-        await refused(
-          'publishOrb',
-          'publishOrb',
-          'bob',
-          { namespaceName: 'acme', orbName: 'tools', version: '1.1.0' },
-          'TORUS_E_FORBIDDEN',
-          /only a member of the namespace's organization can publish acme\/tools/,
-        );
-        await refused(
-          'publishOrb',
-          'publishOrb',
-          'carol',
-          { namespaceName: 'acme', orbName: 'tools', version: 'v1' },
-          'TORUS_E_BAD_REQUEST',
-          /"v1" is not a valid orb version/,
-        );
+        const [, invalid] = await refused('publishOrb', [
+          [
+            'carol',
+            acmeVersion('tools', '1.0.0'),
+            'TORUS_E_CONFLICT',
+            /acme\/tools@1\.0\.0: version already exists/,
+          ],
+          [
+            'carol',
+            acmeVersion(
+              'tools',
+              '1.1.0',
+              'version: 2.1\ncommands:\n  greet:\n    steps:\n      - nope-command\n',
+            ),
+            'TORUS_E_BAD_REQUEST',
+            /orb acme\/tools@1\.1\.0 is not valid:\n.*nope-command/s,
+          ],
+          [
+            'carol',
+            acmeVersion('tools', '1.1.0', 'version: 2.1\njobs: [\n'),
+            'TORUS_E_BAD_REQUEST',
+            /not valid YAML/,
+          ],
+          // an orb importing an orb the registry lacks is refused, naming it
+          [
+            'carol',
+            acmeVersion('tools', '1.1.0', orbUsing('nope/missing@1.0.0')),
+            'TORUS_E_BAD_REQUEST',
+            /nope\/missing@1\.0\.0/,
+          ],
+          ['carol', acmeVersion('unknown', '1.0.0'), 'TORUS_E_NOT_FOUND', /orb acme\/unknown not found/],
+          [
+            'bob',
+            acmeVersion('tools', '1.1.0'),
+            'TORUS_E_FORBIDDEN',
+            /only a member of the namespace's organization can publish acme\/tools/,
+          ],
+          ['carol', acmeVersion('tools', 'v1'), 'TORUS_E_BAD_REQUEST', /"v1" is not a valid orb version/],
+        ]);
+        expect(invalid!.orb).toBeNull();
         expect(await latestVersion('acme/tools')).toBe('1.0.0');
 
         // an orb that imports one the registry holds publishes (the import resolved at publish time)
-        await ok('publishOrb', 'publishOrb', 'carol', {
-          namespaceName: 'acme',
-          orbName: 'tools',
-          version: '1.2.0',
-          config: orbUsing('acme/tools@1.0.0'),
-        });
+        await ok('publishOrb', 'carol', acmeVersion('tools', '1.2.0', orbUsing('acme/tools@1.0.0')));
         // imports resolve as the publisher sees them: acme's private orbs for its members
-        await ok('publishOrb', 'publishOrb', 'carol', {
-          namespaceName: 'acme',
-          orbName: 'secret',
-          version: '0.1.0',
-        });
-        await ok('createOrb-private', 'createOrb', 'carol', { name: 'internal', registryNamespaceId: nsId });
-        await ok('publishOrb', 'publishOrb', 'carol', {
-          namespaceName: 'acme',
-          orbName: 'internal',
-          version: '1.0.0',
-          config: orbUsing('acme/secret@0.1'),
-        });
-        await ok('publishOrb', 'publishOrb', 'carol', {
-          namespaceName: 'acme',
-          orbName: 'tools',
-          version: '1.10.0',
-        });
+        await ok('publishOrb', 'carol', acmeVersion('secret', '0.1.0'));
+        await ok('createOrb-private', 'carol', inAcme('internal'));
+        await ok('publishOrb', 'carol', acmeVersion('internal', '1.0.0', orbUsing('acme/secret@0.1')));
+        await ok('publishOrb', 'carol', acmeVersion('tools', '1.10.0'));
         expect(await latestVersion('acme/tools')).toBe('1.10.0');
       });
 
@@ -476,45 +403,33 @@ describe.each(databaseKinds())(
       });
 
       it('promoteOrb: a dev version becomes the next version the CLI computed', async () => {
-        const dev = await ok('publishOrb', 'publishOrb', 'carol', {
-          namespaceName: 'acme',
-          orbName: 'tools',
-          version: 'dev:alpha',
-        });
+        const dev = await ok('publishOrb', 'carol', acmeVersion('tools', 'dev:alpha'));
         expect(dev.orb).toEqual({ version: 'dev:alpha' });
-        // the CLI sends latest (1.10.0) incremented by the segment: minor → 1.11.0
-        const promoted = await ok('promoteOrb', 'promoteOrb', 'carol', {
+        const toolsPromotion = (devVersion: string, semanticVersion: string) => ({
           namespaceName: 'acme',
           orbName: 'tools',
-          devVersion: 'dev:alpha',
-          semanticVersion: '1.11.0',
+          devVersion,
+          semanticVersion,
         });
+        // the CLI sends latest (1.10.0) incremented by the segment: minor → 1.11.0
+        const promoted = await ok('promoteOrb', 'carol', toolsPromotion('dev:alpha', '1.11.0'));
         expect(promoted).toEqual({ orb: { version: '1.11.0', source: GREETING_ORB }, errors: [] });
 
-        await refused(
-          'promoteOrb',
-          'promoteOrb',
-          'carol',
-          { namespaceName: 'acme', orbName: 'tools', devVersion: 'dev:alpha', semanticVersion: '5.0.0' },
-          'TORUS_E_BAD_REQUEST',
-          /cannot promote to 5\.0\.0: .*1\.11\.1 \(patch\), 1\.12\.0 \(minor\), 2\.0\.0 \(major\)/,
-        );
-        await refused(
-          'promoteOrb',
-          'promoteOrb',
-          'carol',
-          { namespaceName: 'acme', orbName: 'tools', devVersion: 'dev:nope', semanticVersion: '1.11.1' },
-          'TORUS_E_NOT_FOUND',
-          /acme\/tools@dev:nope not found/,
-        );
-        await refused(
-          'promoteOrb',
-          'promoteOrb',
-          'bob',
-          { namespaceName: 'acme', orbName: 'tools', devVersion: 'dev:alpha', semanticVersion: '1.11.1' },
-          'TORUS_E_FORBIDDEN',
-          /only a member/,
-        );
+        await refused('promoteOrb', [
+          [
+            'carol',
+            toolsPromotion('dev:alpha', '5.0.0'),
+            'TORUS_E_BAD_REQUEST',
+            /cannot promote to 5\.0\.0: .*1\.11\.1 \(patch\), 1\.12\.0 \(minor\), 2\.0\.0 \(major\)/,
+          ],
+          [
+            'carol',
+            toolsPromotion('dev:nope', '1.11.1'),
+            'TORUS_E_NOT_FOUND',
+            /acme\/tools@dev:nope not found/,
+          ],
+          ['bob', toolsPromotion('dev:alpha', '1.11.1'), 'TORUS_E_FORBIDDEN', /only a member/],
+        ]);
         expect(await latestVersion('acme/tools')).toBe('1.11.0');
       });
 
@@ -578,30 +493,23 @@ describe.each(databaseKinds())(
           orbCategoryByName: null,
         });
 
-        const added = await ok('addCategorizationToOrb', 'addCategorizationToOrb', 'carol', {
+        const added = await ok('addCategorizationToOrb', 'carol', {
           orbId: toolsId,
           categoryId,
         });
         expect(added).toEqual({ orbId: toolsId, categoryId, errors: [] });
         const info = await cli('orbVersion-info', 'carol', { orbVersionRef: 'acme/tools@volatile' });
         expect((info.data!.orbVersion as Json).orb.categories).toEqual([{ id: categoryId, name: 'Testing' }]);
-        await refused(
-          'addCategorizationToOrb',
-          'addCategorizationToOrb',
-          'bob',
-          { orbId: toolsId, categoryId },
-          'TORUS_E_FORBIDDEN',
-          /only a member/,
-        );
-        await refused(
-          'addCategorizationToOrb',
-          'addCategorizationToOrb',
-          'carol',
-          { orbId: toolsId, categoryId: '00000000-0000-4000-8000-000000000000' },
-          'TORUS_E_NOT_FOUND',
-          /orb category .* not found/,
-        );
-        const removed = await ok('removeCategorizationFromOrb', 'removeCategorizationFromOrb', 'carol', {
+        await refused('addCategorizationToOrb', [
+          ['bob', { orbId: toolsId, categoryId }, 'TORUS_E_FORBIDDEN', /only a member/],
+          [
+            'carol',
+            { orbId: toolsId, categoryId: '00000000-0000-4000-8000-000000000000' },
+            'TORUS_E_NOT_FOUND',
+            /orb category .* not found/,
+          ],
+        ]);
+        const removed = await ok('removeCategorizationFromOrb', 'carol', {
           orbId: toolsId,
           categoryId,
         });
@@ -611,27 +519,28 @@ describe.each(databaseKinds())(
       });
 
       it('namespaceOrbs: public or private orbs of a namespace, as the caller sees them', async () => {
-        const pub = await cli('namespaceOrbs-PUBLIC_ONLY', 'anonymous', { namespace: 'acme', after: '' });
-        expect(pub.data).toEqual({
+        /** a namespaceOrbs answer for acme listing acme/tools alone: `node` its other fields */
+        const acmeListingOnlyTools = (node: Json, orbs: Json = {}) => ({
           registryNamespace: {
             name: 'acme',
             id: nsId,
             orbs: {
-              edges: [
-                {
-                  cursor: expect.any(String),
-                  node: {
-                    versions: ['1.11.0', '1.10.0', '1.2.0', '1.0.0'].map((version) => ({ version })),
-                    name: 'acme/tools',
-                    statistics: NO_STATISTICS,
-                  },
-                },
-              ],
-              totalCount: 1,
+              edges: [{ cursor: expect.any(String), node: { name: 'acme/tools', ...node } }],
+              ...orbs,
               pageInfo: { hasNextPage: false },
             },
           },
         });
+        const pub = await cli('namespaceOrbs-PUBLIC_ONLY', 'anonymous', { namespace: 'acme', after: '' });
+        expect(pub.data).toEqual(
+          acmeListingOnlyTools(
+            {
+              versions: ['1.11.0', '1.10.0', '1.2.0', '1.0.0'].map((version) => ({ version })),
+              statistics: NO_STATISTICS,
+            },
+            { totalCount: 1 },
+          ),
+        );
         const details = await cli('namespaceOrbs-details-PUBLIC_ONLY', 'anonymous', { namespace: 'acme' });
         expect(((details.data!.registryNamespace as Json).orbs.edges as Json[])[0]!.node.versions).toEqual([
           { source: GREETING_ORB, version: '1.11.0' },
@@ -661,26 +570,13 @@ describe.each(databaseKinds())(
         });
 
         const imp = await cli('namespaceOrbs-orbImport', 'anonymous', { namespace: 'acme' });
-        expect(imp.data).toEqual({
-          registryNamespace: {
-            name: 'acme',
-            id: nsId,
-            orbs: {
-              edges: [
-                {
-                  cursor: expect.any(String),
-                  node: {
-                    versions: [{ source: GREETING_ORB, id: ID, version: '1.11.0', createdAt: ISO }],
-                    name: 'acme/tools',
-                    id: toolsId,
-                    createdAt: ISO,
-                  },
-                },
-              ],
-              pageInfo: { hasNextPage: false },
-            },
-          },
-        });
+        expect(imp.data).toEqual(
+          acmeListingOnlyTools({
+            versions: [{ source: GREETING_ORB, id: ID, version: '1.11.0', createdAt: ISO }],
+            id: toolsId,
+            createdAt: ISO,
+          }),
+        );
       });
 
       it('namespaceOrbs pages through `after` = the last cursor while hasNextPage', async () => {
@@ -738,21 +634,16 @@ describe.each(databaseKinds())(
       });
 
       it('setOrbListStatus: an unlisted orb leaves listings and still resolves', async () => {
-        const unlisted = await ok('setOrbListStatus', 'setOrbListStatus', 'carol', { orbId: toolsId });
+        const unlisted = await ok('setOrbListStatus', 'carol', { orbId: toolsId });
         expect(unlisted).toEqual({ listed: false, errors: [] });
         const pub = await cli('namespaceOrbs-PUBLIC_ONLY', 'anonymous', { namespace: 'acme' });
         expect((pub.data!.registryNamespace as Json).orbs.totalCount).toBe(0);
         const source = await cli('orbVersion-source', 'anonymous', { orbVersionRef: 'acme/tools@1.0.0' });
         expect((source.data!.orbVersion as Json).version).toBe('1.0.0');
-        await refused(
-          'setOrbListStatus-list',
-          'setOrbListStatus',
-          'bob',
-          { orbId: toolsId },
-          'TORUS_E_FORBIDDEN',
-          /only a member/,
-        );
-        const listed = await ok('setOrbListStatus-list', 'setOrbListStatus', 'carol', { orbId: toolsId });
+        await refused('setOrbListStatus-list', [
+          ['bob', { orbId: toolsId }, 'TORUS_E_FORBIDDEN', /only a member/],
+        ]);
+        const listed = await ok('setOrbListStatus-list', 'carol', { orbId: toolsId });
         expect(listed).toEqual({ listed: true, errors: [] });
         const again = await cli('namespaceOrbs-PUBLIC_ONLY', 'anonymous', { namespace: 'acme' });
         expect((again.data!.registryNamespace as Json).orbs.totalCount).toBe(1);
@@ -761,27 +652,22 @@ describe.each(databaseKinds())(
 
     describe('admin (circleci admin import-orb|rename-namespace|delete-namespace-alias|delete-namespace)', () => {
       it('importNamespace / importOrb / importOrbVersion: admins import, idempotently', async () => {
-        await refused(
-          'importNamespace',
-          'importNamespace',
-          'alice',
-          { name: 'circleci' },
-          'TORUS_E_FORBIDDEN',
-          /only an admin can import namespaces/,
-        );
-        const ns = await ok('importNamespace', 'importNamespace', 'admin', { name: 'circleci' });
+        await refused('importNamespace', [
+          ['alice', { name: 'circleci' }, 'TORUS_E_FORBIDDEN', /only an admin can import namespaces/],
+        ]);
+        const ns = await ok('importNamespace', 'admin', { name: 'circleci' });
         expect(ns).toEqual({ namespace: { id: ID }, errors: [] });
-        expect(await ok('importNamespace', 'importNamespace', 'admin', { name: 'circleci' })).toEqual(ns);
+        expect(await ok('importNamespace', 'admin', { name: 'circleci' })).toEqual(ns);
 
-        await refused(
-          'importOrb',
-          'importOrb',
-          'carol',
-          { name: 'node', registryNamespaceId: ns.namespace.id },
-          'TORUS_E_FORBIDDEN',
-          /only an admin/,
-        );
-        const orb = await ok('importOrb', 'importOrb', 'admin', {
+        await refused('importOrb', [
+          [
+            'carol',
+            { name: 'node', registryNamespaceId: ns.namespace.id },
+            'TORUS_E_FORBIDDEN',
+            /only an admin/,
+          ],
+        ]);
+        const orb = await ok('importOrb', 'admin', {
           name: 'node',
           registryNamespaceId: ns.namespace.id,
         });
@@ -795,38 +681,31 @@ describe.each(databaseKinds())(
           },
         );
 
-        const version = await ok('importOrbVersion', 'importOrbVersion', 'admin', {
+        const version = await ok('importOrbVersion', 'admin', {
           orbId,
           version: '5.2.0',
         });
         expect(version).toEqual({ orb: { version: '5.2.0' }, errors: [] });
         // the same source again is fine; another source for it is refused
-        await ok('importOrbVersion', 'importOrbVersion', 'admin', { orbId, version: '5.2.0' });
-        await refused(
-          'importOrbVersion',
-          'importOrbVersion',
-          'admin',
-          { orbId, version: '5.2.0', config: orbUsing('circleci/node@5.2.0') },
-          'TORUS_E_CONFLICT',
-          /circleci\/node@5\.2\.0 already exists here with a different source/,
-        );
-        await refused(
-          'importOrbVersion',
-          'importOrbVersion',
-          'carol',
-          { orbId, version: '5.3.0' },
-          'TORUS_E_FORBIDDEN',
-          /only an admin/,
-        );
+        await ok('importOrbVersion', 'admin', { orbId, version: '5.2.0' });
+        await refused('importOrbVersion', [
+          [
+            'admin',
+            { orbId, version: '5.2.0', config: orbUsing('circleci/node@5.2.0') },
+            'TORUS_E_CONFLICT',
+            /circleci\/node@5\.2\.0 already exists here with a different source/,
+          ],
+          ['carol', { orbId, version: '5.3.0' }, 'TORUS_E_FORBIDDEN', /only an admin/],
+        ]);
         // an imported orb takes no local publishes
-        await refused(
-          'publishOrb',
-          'publishOrb',
-          'admin',
-          { namespaceName: 'circleci', orbName: 'node', version: '9.0.0' },
-          'TORUS_E_CONFLICT',
-          /was imported from an upstream registry/,
-        );
+        await refused('publishOrb', [
+          [
+            'admin',
+            { namespaceName: 'circleci', orbName: 'node', version: '9.0.0' },
+            'TORUS_E_CONFLICT',
+            /was imported from an upstream registry/,
+          ],
+        ]);
         const info = await cli('orbVersion-info', 'anonymous', {
           orbVersionRef: 'circleci/node' + '@volatile',
         });
@@ -852,77 +731,45 @@ describe.each(databaseKinds())(
       });
 
       it('renameNamespace / deleteNamespaceAlias: the old name resolves until its alias is deleted', async () => {
-        const nsId = (
-          (await cli('registryNamespace-id', 'admin', { name: 'acme' })).data!.registryNamespace as Json
-        ).id as string;
-        await refused(
-          'renameNamespace',
-          'renameNamespace',
-          'alice',
-          { namespaceId: nsId, newName: 'acme-corp' },
-          'TORUS_E_FORBIDDEN',
-          /only an admin can rename a namespace/,
-        );
-        await refused(
-          'renameNamespace',
-          'renameNamespace',
-          'admin',
-          { namespaceId: nsId, newName: 'circleci' },
-          'TORUS_E_CONFLICT',
-          /namespace name "circleci" is taken/,
-        );
-        const renamed = await ok('renameNamespace', 'renameNamespace', 'admin', {
-          namespaceId: nsId,
-          newName: 'acme-corp',
-        });
+        const nsId = await namespaceId('acme', 'admin');
+        const renaming = (newName: string) => ({ namespaceId: nsId, newName });
+        await refused('renameNamespace', [
+          ['alice', renaming('acme-corp'), 'TORUS_E_FORBIDDEN', /only an admin can rename a namespace/],
+          ['admin', renaming('circleci'), 'TORUS_E_CONFLICT', /namespace name "circleci" is taken/],
+        ]);
+        const renamed = await ok('renameNamespace', 'admin', renaming('acme-corp'));
         expect(renamed).toEqual({ namespace: { id: nsId }, errors: [] });
         const viaOld = await cli('namespaceOrbs-PUBLIC_ONLY', 'anonymous', { namespace: 'acme' });
         expect(viaOld.data!.registryNamespace).toMatchObject({ name: 'acme-corp', id: nsId });
         const source = await cli('orbVersion-source', 'anonymous', { orbVersionRef: 'acme/tools@1.0.0' });
         expect((source.data!.orbVersion as Json).version).toBe('1.0.0');
 
-        await refused(
-          'deleteNamespaceAlias',
-          'deleteNamespaceAlias',
-          'alice',
-          { name: 'acme' },
-          'TORUS_E_FORBIDDEN',
-          /only an admin/,
-        );
-        expect(await ok('deleteNamespaceAlias', 'deleteNamespaceAlias', 'admin', { name: 'acme' })).toEqual({
+        await refused('deleteNamespaceAlias', [
+          ['alice', { name: 'acme' }, 'TORUS_E_FORBIDDEN', /only an admin/],
+        ]);
+        expect(await ok('deleteNamespaceAlias', 'admin', { name: 'acme' })).toEqual({
           deleted: true,
           errors: [],
         });
         expect((await cli('registryNamespace-id', 'admin', { name: 'acme' })).data).toEqual({
           registryNamespace: null,
         });
-        const again = await refused(
-          'deleteNamespaceAlias',
-          'deleteNamespaceAlias',
-          'admin',
-          { name: 'acme' },
-          'TORUS_E_NOT_FOUND',
-          /acme/,
-        );
-        expect(again.deleted).toBe(false);
+        const [again] = await refused('deleteNamespaceAlias', [
+          ['admin', { name: 'acme' }, 'TORUS_E_NOT_FOUND', /acme/],
+        ]);
+        expect(again!.deleted).toBe(false);
       });
 
       it('deleteNamespaceAndRelatedOrbs: admins delete a namespace with its orbs', async () => {
-        const nsId = (
-          (await cli('registryNamespace-id', 'admin', { name: 'many' })).data!.registryNamespace as Json
-        ).id as string;
-        const refusedDelete = await refused(
-          'deleteNamespaceAndRelatedOrbs',
-          'deleteNamespaceAndRelatedOrbs',
-          'alice',
-          { id: nsId },
-          'TORUS_E_FORBIDDEN',
-          /only an admin/,
-        );
-        expect(refusedDelete.deleted).toBe(false);
-        expect(
-          await ok('deleteNamespaceAndRelatedOrbs', 'deleteNamespaceAndRelatedOrbs', 'admin', { id: nsId }),
-        ).toEqual({ deleted: true, errors: [] });
+        const nsId = await namespaceId('many', 'admin');
+        const [refusedDelete] = await refused('deleteNamespaceAndRelatedOrbs', [
+          ['alice', { id: nsId }, 'TORUS_E_FORBIDDEN', /only an admin/],
+        ]);
+        expect(refusedDelete!.deleted).toBe(false);
+        expect(await ok('deleteNamespaceAndRelatedOrbs', 'admin', { id: nsId })).toEqual({
+          deleted: true,
+          errors: [],
+        });
         expect((await cli('registryNamespace-id', 'anonymous', { name: 'many' })).data).toEqual({
           registryNamespace: null,
         });
